@@ -1,0 +1,31 @@
+"""liveinference: Beam's RunInference, drop-in, with models that can be swapped live.
+
+Change `from apache_beam.ml.inference.base import ...` to `from liveinference import ...`.
+"""
+
+from liveinference.composition import KeyedModelHandler, MaybeKeyedModelHandler
+from liveinference.contract import (
+    KeyModelMapping,
+    KeyModelPathMapping,
+    ModelHandler,
+    ModelMetadata,
+    PredictionResult,
+)
+from liveinference.deadletter import FailureRecord, RunInferenceDLQ
+from liveinference.errors import InvalidExampleError, ModelLoadError
+from liveinference.transform import RunInference
+
+__all__ = [
+    "FailureRecord",
+    "InvalidExampleError",
+    "KeyModelMapping",
+    "KeyModelPathMapping",
+    "KeyedModelHandler",
+    "MaybeKeyedModelHandler",
+    "ModelHandler",
+    "ModelLoadError",
+    "ModelMetadata",
+    "PredictionResult",
+    "RunInference",
+    "RunInferenceDLQ",
+]

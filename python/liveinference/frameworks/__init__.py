@@ -1,0 +1,1 @@
+"""Framework handlers, one module per framework; import the one you use."""

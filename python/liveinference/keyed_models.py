@@ -1,0 +1,97 @@
+"""Per-key models for `KeyedModelHandler`: load on first use, keep at most N, evict the LRU."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from liveinference.contract import KeyModelMapping, KeyModelPathMapping
+
+__all__ = ["KeyedModels"]
+
+_LOG = logging.getLogger(__name__)
+
+
+class KeyedModels:
+    """The models of a per-key `KeyedModelHandler`, loaded lazily and bounded in number.
+
+    Thread-safe: one instance is shared by all threads of a worker process.
+
+    Args:
+        mappings: Which handler serves which keys.
+        max_models: The most models kept loaded at once; None keeps every model.
+
+    Raises:
+        ValueError: if `max_models` is given and is less than 1.
+    """
+
+    def __init__(self, mappings: Sequence[KeyModelMapping], max_models: Optional[int]) -> None:
+        if max_models is not None and max_models < 1:
+            raise ValueError(f"max_models_per_worker_hint must be at least 1, got {max_models}")
+        self._handlers = [mapping.mh for mapping in mappings]
+        self._index_of_key: Dict[Any, int] = {
+            key: index for index, mapping in enumerate(mappings) for key in mapping.keys
+        }
+        self._max_models = max_models
+        self._loaded: "collections.OrderedDict[int, Any]" = collections.OrderedDict()
+        self._lock = threading.Lock()
+        self.loads = 0
+        self.evictions = 0
+
+    def _index(self, key: Any) -> int:
+        try:
+            return self._index_of_key[key]
+        except KeyError:
+            raise KeyError(
+                f"no KeyModelMapping covers key {key!r}; known keys: "
+                f"{sorted(map(repr, self._index_of_key))}"
+            ) from None
+
+    def _model(self, index: int) -> Any:
+        with self._lock:
+            if index in self._loaded:
+                self._loaded.move_to_end(index)
+                return self._loaded[index]
+            model = self._handlers[index].load_model()
+            self.loads += 1
+            self._loaded[index] = model
+            while self._max_models is not None and len(self._loaded) > self._max_models:
+                evicted, _ = self._loaded.popitem(last=False)
+                self.evictions += 1
+                _LOG.info("evicted the model of KeyModelMapping #%d", evicted)
+            return model
+
+    def run_inference(
+        self, batch: Sequence[Tuple[Any, Any]], inference_args: Optional[Dict[str, Any]]
+    ) -> List[Tuple[Any, Any]]:
+        """Runs each key's model on its examples; returns `(key, prediction)` in input order.
+
+        Raises:
+            KeyError: if no mapping covers a key.
+        """
+        positions: Dict[int, List[int]] = collections.defaultdict(list)
+        for position, (key, _) in enumerate(batch):
+            positions[self._index(key)].append(position)
+        results: List[Any] = [None] * len(batch)
+        for index, members in positions.items():
+            examples = [batch[position][1] for position in members]
+            predictions = self._handlers[index].run_inference(
+                examples, self._model(index), inference_args
+            )
+            for position, prediction in zip(members, predictions):
+                results[position] = (batch[position][0], prediction)
+        return results
+
+    def update_paths(self, model_paths: Sequence[KeyModelPathMapping]) -> None:
+        """Points the handlers of the given keys at new paths; they reload on next use.
+
+        Raises:
+            KeyError: if no mapping covers one of the keys.
+        """
+        for update in model_paths:
+            for index in {self._index(key) for key in update.keys}:
+                self._handlers[index].update_model_path(update.update_path)
+                with self._lock:
+                    self._loaded.pop(index, None)

@@ -1,0 +1,47 @@
+"""Beam metrics of RunInference, under the handler's namespace, prefixed by model name."""
+
+from __future__ import annotations
+
+from apache_beam.metrics import Metrics
+
+__all__ = ["InferenceMetrics"]
+
+
+class InferenceMetrics:
+    """Counters and distributions of one RunInference step, named as Beam names them.
+
+    Metric objects are made once here, in `setup()`, never per batch. Call the methods on
+    the processing thread: Beam has no metrics context on other threads.
+
+    Args:
+        namespace: The metrics namespace (the handler's, or RunInference's argument).
+        prefix: Prepended as "<prefix>_" to each name; the model name after a refresh.
+    """
+
+    def __init__(self, namespace: str, prefix: str = "") -> None:
+        lead = f"{prefix}_" if prefix else ""
+        self.inferences = Metrics.counter(namespace, lead + "num_inferences")
+        self.failed_batches = Metrics.counter(namespace, lead + "failed_batches_counter")
+        self.batch_size = Metrics.distribution(namespace, lead + "inference_request_batch_size")
+        self.batch_byte_size = Metrics.distribution(
+            namespace, lead + "inference_request_batch_byte_size"
+        )
+        self.batch_latency_us = Metrics.distribution(
+            namespace, lead + "inference_batch_latency_micro_secs"
+        )
+        self.load_latency_ms = Metrics.distribution(
+            namespace, lead + "load_model_latency_milli_secs"
+        )
+        self.model_byte_size = Metrics.distribution(namespace, lead + "model_byte_size")
+
+    def record_batch(self, size: int, byte_size: int, latency_us: int) -> None:
+        """Reports one inference call on `size` examples."""
+        self.inferences.inc(size)
+        self.batch_size.update(size)
+        self.batch_byte_size.update(byte_size)
+        self.batch_latency_us.update(latency_us)
+
+    def record_load(self, latency_ms: int, byte_size: int) -> None:
+        """Reports one model load: its latency and the memory it took."""
+        self.load_latency_ms.update(latency_ms)
+        self.model_byte_size.update(byte_size)

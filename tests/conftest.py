@@ -1,0 +1,67 @@
+"""Fixtures: tiny real models that the tests train and save, and a pipeline runner."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+from typing import Any, Callable, Dict
+
+import numpy
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from pipeline_helpers import Collect, read_collected  # noqa: E402
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+FEATURES = 4
+
+
+def make_dataset(rows: int = 200, seed: int = 0) -> tuple:
+    """Returns (X, y): FEATURES float features and a class learnable from them."""
+    rng = numpy.random.default_rng(seed)
+    x = rng.normal(size=(rows, FEATURES))
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(int)
+    return x, y
+
+
+@pytest.fixture(scope="session")
+def dataset() -> tuple:
+    return make_dataset()
+
+
+@pytest.fixture(scope="session")
+def sklearn_model_path(tmp_path_factory: pytest.TempPathFactory, dataset: tuple) -> str:
+    """A LogisticRegression trained here and pickled to disk."""
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = dataset
+    model = LogisticRegression().fit(x, y)
+    path = tmp_path_factory.mktemp("sklearn") / "model.pkl"
+    with open(path, "wb") as file:
+        pickle.dump(model, file)
+    return str(path)
+
+
+@pytest.fixture
+def run_pipeline(tmp_path: Any) -> Callable[..., Dict[str, list]]:
+    """Builds a pipeline with `build(pipeline) -> {name: pcoll}`, runs it, returns outputs.
+
+    The pipeline result is available as `run_pipeline.result` after a call.
+    """
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    def run(build: Callable[[Any], Dict[str, Any]], **options: Any) -> Dict[str, list]:
+        pipeline = beam.Pipeline(options=PipelineOptions(**options))
+        outputs = build(pipeline)
+        for name, pcoll in outputs.items():
+            _ = pcoll | f"Collect{name}" >> Collect(str(tmp_path / "out" / name))
+        result = pipeline.run()
+        result.wait_until_finish()
+        run.result = result  # type: ignore[attr-defined]
+        return {name: read_collected(str(tmp_path / "out" / name)) for name in outputs}
+
+    return run
