@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import uuid
-from typing import Any, List
+from typing import Any, Iterator, List
 
 import apache_beam as beam
 
@@ -20,8 +20,9 @@ class _CollectDoFn(beam.DoFn):
     def start_bundle(self) -> None:
         self._items = []
 
-    def process(self, element: Any) -> None:
+    def process(self, element: Any) -> Iterator[Any]:
         self._items.append(element)
+        yield from ()
 
     def finish_bundle(self) -> None:
         if self._items:

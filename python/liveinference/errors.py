@@ -1,6 +1,6 @@
 """Exception types RunInference and the framework handlers raise."""
 
-__all__ = ["InvalidExampleError", "ModelLoadError"]
+__all__ = ["InvalidExampleError", "ModelLoadError", "UnknownKeyError"]
 
 
 class ModelLoadError(RuntimeError):
@@ -9,3 +9,10 @@ class ModelLoadError(RuntimeError):
 
 class InvalidExampleError(ValueError):
     """Examples do not fit the model: the message names the shape or type expected and seen."""
+
+
+class UnknownKeyError(KeyError):
+    """An element's key is served by no model: the message names the key and the known keys."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""

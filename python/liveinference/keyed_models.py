@@ -8,6 +8,7 @@ import threading
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from liveinference.contract import KeyModelMapping, KeyModelPathMapping
+from liveinference.errors import UnknownKeyError
 
 __all__ = ["KeyedModels"]
 
@@ -44,9 +45,9 @@ class KeyedModels:
         try:
             return self._index_of_key[key]
         except KeyError:
-            raise KeyError(
-                f"no KeyModelMapping covers key {key!r}; known keys: "
-                f"{sorted(map(repr, self._index_of_key))}"
+            known = ", ".join(sorted(map(repr, self._index_of_key)))
+            raise UnknownKeyError(
+                f"no KeyModelMapping covers key {key!r}; known keys: {known}"
             ) from None
 
     def _model(self, index: int) -> Any:
@@ -69,7 +70,7 @@ class KeyedModels:
         """Runs each key's model on its examples; returns `(key, prediction)` in input order.
 
         Raises:
-            KeyError: if no mapping covers a key.
+            UnknownKeyError: if no mapping covers a key.
         """
         positions: Dict[int, List[int]] = collections.defaultdict(list)
         for position, (key, _) in enumerate(batch):
@@ -88,7 +89,7 @@ class KeyedModels:
         """Points the handlers of the given keys at new paths; they reload on next use.
 
         Raises:
-            KeyError: if no mapping covers one of the keys.
+            UnknownKeyError: if no mapping covers one of the keys.
         """
         for update in model_paths:
             for index in {self._index(key) for key in update.keys}:

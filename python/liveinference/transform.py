@@ -29,6 +29,10 @@ _FAILED = "failed"
 _CRASHED = "crashed"
 _REFRESH_KWARGS = frozenset({"interval", "stop_timestamp"})
 
+# One registry per worker process: every step and thread with the same model tag gets the
+# same ModelSlot, so a model is loaded once per process however many steps serve it.
+_SLOTS = shared.Shared()
+
 
 def _stamped(results: List[Any], model_id: Optional[str]) -> List[Any]:
     """Names `model_id` on PredictionResults whose handler left model_id unset."""
@@ -56,7 +60,6 @@ class _InferenceDoFn(beam.DoFn):
         self._model_tag = model_tag
         self._catch = catch
         self._timeout = timeout
-        self._shared_slot = shared.Shared()
         self._slot: Optional[ModelSlot] = None
         self._metrics: Optional[InferenceMetrics] = None
 
@@ -74,7 +77,7 @@ class _InferenceDoFn(beam.DoFn):
     def setup(self) -> None:
         if not self._handler.override_metrics(self._namespace):
             self._metrics = InferenceMetrics(self._namespace)
-        self._slot = self._shared_slot.acquire(self._make_slot, tag=self._model_tag)
+        self._slot = _SLOTS.acquire(self._make_slot, tag=self._model_tag)
         if self._catch is None:
             self._slot.serving(self._timeout)
 

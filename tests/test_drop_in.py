@@ -1,0 +1,91 @@
+"""liveinference matches apache_beam.ml.inference name for name, and gives the same results."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import subprocess
+import sys
+
+import apache_beam as beam
+import numpy
+import pytest
+from apache_beam.ml.inference import base as beam_base
+from apache_beam.ml.inference import sklearn_inference as beam_sklearn
+
+import liveinference
+from liveinference import base as our_base
+from liveinference import sklearn_inference as our_sklearn
+
+BASE_NAMES = [
+    "RunInference", "ModelHandler", "KeyedModelHandler", "MaybeKeyedModelHandler",
+    "PredictionResult", "ModelMetadata", "RunInferenceDLQ", "KeyModelMapping",
+    "KeyModelPathMapping",
+]
+
+
+def _public_methods(cls) -> set:
+    return {name for name, value in vars(cls).items() if callable(value) and not name.startswith("_")}
+
+
+def _parameters(fn) -> list:
+    return [name for name in inspect.signature(fn).parameters if name != "self"]
+
+
+@pytest.mark.parametrize("name", BASE_NAMES)
+def test_every_beam_base_name_is_importable_from_the_same_module_path(name):
+    assert hasattr(beam_base, name)
+    assert getattr(our_base, name) is getattr(liveinference, name)
+
+
+def test_model_handler_has_exactly_beams_methods():
+    assert _public_methods(liveinference.ModelHandler) == _public_methods(beam_base.ModelHandler)
+
+
+@pytest.mark.parametrize("name", ["PredictionResult", "ModelMetadata", "RunInferenceDLQ"])
+def test_records_have_beams_fields(name):
+    assert getattr(liveinference, name)._fields == getattr(beam_base, name)._fields
+
+
+def test_runinference_takes_beams_arguments_except_the_test_clock():
+    ours = _parameters(liveinference.RunInference.__init__)
+    beams = [name for name in _parameters(beam_base.RunInference.__init__) if name != "clock"]
+    assert ours == beams
+    assert _parameters(liveinference.RunInference.with_exception_handling) == _parameters(
+        beam_base.RunInference.with_exception_handling
+    )
+
+
+@pytest.mark.parametrize("name", ["SklearnModelHandlerNumpy", "SklearnModelHandlerPandas"])
+def test_sklearn_handlers_take_beams_arguments(name):
+    assert _parameters(getattr(our_sklearn, name).__init__) == _parameters(
+        getattr(beam_sklearn, name).__init__
+    )
+
+
+def test_the_library_never_imports_beams_inference_package():
+    code = (
+        "import sys, liveinference, liveinference.base, liveinference.sklearn_inference\n"
+        "import liveinference.frameworks.sklearn\n"
+        "assert not [m for m in sys.modules if m.startswith('apache_beam.ml')], "
+        "[m for m in sys.modules if m.startswith('apache_beam.ml')]\n"
+    )
+    library = os.path.dirname(os.path.dirname(liveinference.__file__))
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": library})
+
+
+def test_same_pipeline_gives_the_same_predictions_with_either_import(run_pipeline, sklearn_model_path, dataset):
+    x, _ = dataset
+    rows = list(x[:30])
+
+    def build(p):
+        source = p | beam.Create(rows)
+        return {
+            "ours": source | "Ours" >> our_base.RunInference(our_sklearn.SklearnModelHandlerNumpy(sklearn_model_path)),
+            "beams": source | "Beams" >> beam_base.RunInference(beam_sklearn.SklearnModelHandlerNumpy(sklearn_model_path)),
+        }
+
+    out = run_pipeline(build)
+    as_tuples = lambda results: sorted((tuple(r.example), r.inference, r.model_id) for r in results)  # noqa: E731
+    assert as_tuples(out["ours"]) == as_tuples(out["beams"])
+    assert len(out["ours"]) == 30
