@@ -177,3 +177,39 @@ def test_with_exception_handling_checks_its_arguments(sklearn_model_path):
         transform.with_exception_handling(threshold=2)
     with pytest.raises(ValueError, match="timeout must be a positive"):
         transform.with_exception_handling(timeout=0)
+
+
+CRASH_MARK = 666.0
+
+
+class _CrashOnMarkHandler(SklearnModelHandlerNumpy):
+    """A scikit-learn handler that crashes its process (a segfault) on a marked example."""
+
+    def run_inference(self, batch, model, inference_args=None):
+        if any(example[0] == CRASH_MARK for example in batch):
+            import ctypes
+            import faulthandler
+
+            faulthandler.disable()
+            ctypes.string_at(0)
+        return super().run_inference(batch, model, inference_args)
+
+
+def test_use_subprocess_survives_a_crashing_model(run_pipeline, sklearn_model_path):
+    handler = _CrashOnMarkHandler(sklearn_model_path, min_batch_size=4, max_batch_size=4)
+    rows = [numpy.zeros(4)] * 5 + [numpy.full(4, CRASH_MARK)] + [numpy.ones(4)] * 5 + [numpy.zeros(3)]
+
+    def build(p):
+        results, dlq = (
+            p | beam.Create(rows, reshuffle=False)
+            | RunInference(handler).with_exception_handling(use_subprocess=True)
+        )
+        return {"results": results, "inference": dlq.failed_inferences}
+
+    out = run_pipeline(build)
+    assert len(out["results"]) + len(out["inference"]) == len(rows)
+    crashed = [r for r in out["inference"] if "subprocess died" in r.message]
+    assert len(crashed) == 4
+    assert any(record.element[0] == CRASH_MARK for record in crashed)
+    [wrong_width] = [r for r in out["inference"] if "subprocess" not in r.message]
+    assert wrong_width.exception_type == "liveinference.errors.InvalidExampleError"

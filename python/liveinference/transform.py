@@ -148,9 +148,13 @@ class _InferenceDoFn(beam.DoFn):
 def _crash_records(crash: Tuple[Any, Tuple[Any, str, Any]]) -> Iterator[FailureRecord]:
     """Turns a batch whose worker subprocess died into one record per element."""
     batch, (error_type, error_repr, _traceback) = crash
+    message = (
+        f"the inference subprocess died on this element's batch ({error_repr}); its "
+        f"{len(batch)} elements are dead-lettered together"
+    )
     for element in batch:
         yield FailureRecord(
-            element, "inference", f"{error_type.__module__}.{error_type.__qualname__}", error_repr
+            element, "inference", f"{error_type.__module__}.{error_type.__qualname__}", message
         )
 
 
