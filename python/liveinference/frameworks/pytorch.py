@@ -442,7 +442,7 @@ class _PytorchHandler(ModelHandler):
             InvalidExampleError: from the default inference functions, for examples that
                 cannot be stacked or that the model rejects.
         """
-        if True:
+        with torch.no_grad():
             return self._inference_fn(
                 batch, model, _device_of(model), inference_args or {}, self._model_path
             )
