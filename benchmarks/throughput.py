@@ -84,9 +84,15 @@ def _make_pytorch(directory: str) -> Dict[str, Any]:
     return {
         "ours": lambda: OurHandler(**arguments),
         "beam": lambda: BeamHandler(**arguments),
-        "to_example": torch.from_numpy,
+        "to_example": _to_tensor,
         "raw": raw,
     }
+
+
+def _to_tensor(row: numpy.ndarray) -> Any:
+    import torch
+
+    return torch.from_numpy(row)
 
 
 FRAMEWORKS: Dict[str, Callable[[str], Dict[str, Any]]] = {

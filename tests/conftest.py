@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pickle
 import sys
@@ -15,6 +16,12 @@ sys.path.insert(0, os.path.dirname(__file__))
 from pipeline_helpers import Collect, read_collected  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# TensorFlow and Triton (which PyTorch imports lazily, e.g. from torch.optim) both link LLVM;
+# loading Triton after TensorFlow aborts the process ("Option ... registered more than once").
+# The PyTorch and TensorFlow tests share this process, so Triton loads first.
+if importlib.util.find_spec("triton") is not None:
+    import triton  # noqa: F401
 
 FEATURES = 4
 

@@ -37,4 +37,5 @@ def to_prediction_results(
             f"model {model_id!r} returned {len(rows)} predictions for {len(batch)} examples; "
             "its inference function must return one prediction per example"
         )
-    return list(map(PredictionResult, batch, rows, repeat(model_id)))
+    # tuple.__new__ builds each result without a Python-level __new__ call per element.
+    return list(map(tuple.__new__, repeat(PredictionResult), zip(batch, rows, repeat(model_id))))

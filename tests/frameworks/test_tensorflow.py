@@ -6,17 +6,19 @@ import ast
 import dataclasses
 import importlib.util
 import inspect
+import os
 import pickle
 from typing import Any, Dict
 
 import apache_beam as beam
 import numpy
 import pytest
-import tensorflow as tf
 
-from liveinference import InvalidExampleError, ModelLoadError, RunInference
-from liveinference.frameworks import tensorflow as tf_handlers
-from liveinference.frameworks.tensorflow import (
+import tensorflow as tf  # noqa: E402
+
+from liveinference import InvalidExampleError, ModelLoadError, RunInference  # noqa: E402
+from liveinference.frameworks import tensorflow as tf_handlers  # noqa: E402
+from liveinference.frameworks.tensorflow import (  # noqa: E402
     ModelType,
     SavedModelCallable,
     TFModelHandlerNumpy,
@@ -32,10 +34,10 @@ def build_model(width: int = 4, classes: int = CLASSES) -> Any:
     return keras.Sequential([keras.Input((width,)), keras.layers.Dense(classes)])
 
 
-def _trained(x: numpy.ndarray, y: numpy.ndarray, seed: int) -> Any:
-    keras.utils.set_random_seed(seed)
+def _trained(x: numpy.ndarray, y: numpy.ndarray) -> Any:
     model = build_model()
-    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile(optimizer="sgd", loss=loss)
     model.fit(x, y, batch_size=len(x), epochs=2, verbose=0)
     return model
 
@@ -54,7 +56,7 @@ class Saved:
 def saved(tmp_path_factory: pytest.TempPathFactory, dataset: tuple) -> Saved:
     x, y = dataset
     root = tmp_path_factory.mktemp("tensorflow")
-    model = _trained(x, y, seed=1)
+    model = _trained(x, y)
     paths = {
         "keras": str(root / "model.keras"),
         "h5": str(root / "model.h5"),
@@ -67,15 +69,15 @@ def saved(tmp_path_factory: pytest.TempPathFactory, dataset: tuple) -> Saved:
     tf.saved_model.save(model, paths["saved_model"])
     model.export(paths["export"], verbose=False)
     model.save_weights(paths["weights"])
-    other = _trained(x, y, seed=2)
+    other = _trained(x, y)
     other.save_weights(str(root / "other.weights.h5"))
     return Saved(model, paths, other, str(root / "other.weights.h5"))
 
 
-def _handler(saved: Saved, kind: str, handler_type: type = TFModelHandlerNumpy) -> Any:
+def _numpy_handler(saved: Saved, kind: str) -> TFModelHandlerNumpy:
     if kind == "weights":
-        return handler_type(saved.paths[kind], ModelType.SAVED_WEIGHTS, build_model)
-    return handler_type(saved.paths[kind])
+        return TFModelHandlerNumpy(saved.paths[kind], ModelType.SAVED_WEIGHTS, build_model)
+    return TFModelHandlerNumpy(saved.paths[kind])
 
 
 def _inferences(results: Any) -> numpy.ndarray:
@@ -86,10 +88,12 @@ def _inferences(results: Any) -> numpy.ndarray:
 def test_each_format_predicts_as_the_keras_model_does(run_pipeline, saved, dataset, kind):
     x, _ = dataset
     rows = list(x[:20])
-    handler = _handler(saved, kind)
-    out = run_pipeline(lambda p: {"results": p | beam.Create(rows) | RunInference(handler)})["results"]
+    handler = _numpy_handler(saved, kind)
+    out = run_pipeline(
+        lambda p: {"results": p | beam.Create(rows) | RunInference(handler)}
+    )["results"]
     by_row = {tuple(result.example): result for result in out}
-    assert len(by_row) == 20
+    assert len(out) == len(by_row) == 20
     ordered = [by_row[tuple(row)] for row in x[:20]]
     numpy.testing.assert_allclose(_inferences(ordered), saved.model(x[:20]), rtol=1e-5)
     assert {result.model_id for result in out} == {saved.paths[kind]}
@@ -99,7 +103,9 @@ def test_tensor_handler_predicts_tf_tensors_in_a_pipeline(run_pipeline, saved, d
     x, _ = dataset
     tensors = [tf.constant(row, dtype=tf.float32) for row in x[:10]]
     handler = TFModelHandlerTensor(saved.paths["keras"])
-    out = run_pipeline(lambda p: {"results": p | beam.Create(tensors) | RunInference(handler)})["results"]
+    out = run_pipeline(
+        lambda p: {"results": p | beam.Create(tensors) | RunInference(handler)}
+    )["results"]
     by_row = {tuple(numpy.asarray(result.example)): result for result in out}
     ordered = [by_row[tuple(numpy.asarray(t))] for t in tensors]
     assert all(isinstance(result.inference, tf.Tensor) for result in ordered)
@@ -112,7 +118,9 @@ def test_saved_model_directory_is_called_through_its_serving_signature(saved, da
     assert isinstance(model, SavedModelCallable)
     assert "serving_default" in model.loaded.signatures
     assert model.input_shape == (None, 4)
-    numpy.testing.assert_allclose(model(x[:3]), saved.model(x[:3]), rtol=1e-5)
+    float64_tensor = tf.constant(x[:3])
+    assert float64_tensor.dtype == tf.float64
+    numpy.testing.assert_allclose(model(float64_tensor), saved.model(x[:3]), rtol=1e-5)
 
 
 def test_saved_module_without_signature_is_called_directly(tmp_path):
@@ -127,6 +135,26 @@ def test_saved_module_without_signature_is_called_directly(tmp_path):
     handler = TFModelHandlerTensor(str(tmp_path))
     results = handler.run_inference([tf.constant([1.0, 2.0])], handler.load_model())
     numpy.testing.assert_array_equal(results[0].inference, [2.0, 4.0])
+
+
+def test_signature_with_several_inputs_takes_the_others_from_inference_args(tmp_path):
+    class Scaler(tf.Module):
+        @tf.function(
+            input_signature=[tf.TensorSpec([None, 2], tf.float32), tf.TensorSpec([], tf.float32)]
+        )
+        def serve(self, batch, scale):
+            return {"scaled": batch * scale, "shifted": batch + scale}
+
+    module = Scaler()
+    tf.saved_model.save(module, str(tmp_path), signatures={"serving_default": module.serve})
+    handler = TFModelHandlerNumpy(str(tmp_path))
+    model = handler.load_model()
+    results = handler.run_inference([numpy.array([1.0, 2.0])], model, {"scale": tf.constant(3.0)})
+    assert sorted(results[0].inference) == ["scaled", "shifted"]
+    numpy.testing.assert_array_equal(results[0].inference["scaled"], [3.0, 6.0])
+    numpy.testing.assert_array_equal(results[0].inference["shifted"], [4.0, 5.0])
+    with pytest.raises(InvalidExampleError, match=r"takes inputs \['batch', 'scale'\]"):
+        handler.run_inference([numpy.array([1.0, 2.0])], model)
 
 
 def test_keras_only_load_args_do_not_break_saved_model_directories(saved, dataset):
@@ -187,7 +215,8 @@ def _directory_without_saved_model(directory: Any) -> str:
 )
 def test_path_of_the_wrong_kind_lists_the_expected_formats(tmp_path, make):
     path = make(tmp_path)
-    with pytest.raises(ModelLoadError, match=r"\.keras` file, a legacy `\.h5` file or a SavedModel") as info:
+    expected = r"\.keras` file, a legacy `\.h5` file or a SavedModel directory"
+    with pytest.raises(ModelLoadError, match=expected) as info:
         TFModelHandlerNumpy(path).load_model()
     assert path in str(info.value)
 
@@ -218,7 +247,8 @@ def test_examples_of_the_wrong_shape_name_both_shapes(saved, kind):
 
 def test_tensors_of_the_wrong_shape_name_both_shapes(saved):
     handler = TFModelHandlerTensor(saved.paths["keras"])
-    with pytest.raises(InvalidExampleError, match=r"expects examples of shape \(4,\), got \(2, 2\)"):
+    expected = r"expects examples of shape \(4,\), got \(2, 2\)"
+    with pytest.raises(InvalidExampleError, match=expected):
         handler.run_inference([tf.zeros((2, 2))], handler.load_model())
 
 
@@ -259,7 +289,8 @@ def test_several_outputs_give_each_example_all_of_them(dataset):
 
     results = handler.run_inference(list(x[:3]), named)
     assert sorted(results[1].inference) == ["first", "second"]
-    numpy.testing.assert_allclose(results[1].inference["first"], named(x[:3])["first"][1], rtol=1e-6)
+    first = named(x[:3])["first"][1]
+    numpy.testing.assert_allclose(results[1].inference["first"], first, rtol=1e-6)
 
 
 def test_update_model_path_loads_the_new_model_and_names_it(saved, dataset):
@@ -271,14 +302,16 @@ def test_update_model_path_loads_the_new_model_and_names_it(saved, dataset):
     assert {result.model_id for result in results} == {saved.paths["export"]}
 
 
-def test_options_namespace_and_sizes(saved):
+def test_options_namespace_and_sizes(saved, monkeypatch):
     handler = TFModelHandlerTensor(
         saved.paths["keras"], min_batch_size=2, max_batch_size=8, model_copies=2,
-        env_vars={"TF_ENABLE_ONEDNN_OPTS": "0"},
+        env_vars={"LIVEINFERENCE_TF_TEST": "set"},
     )
     assert handler.batch_elements_kwargs() == {"min_batch_size": 2, "max_batch_size": 8}
     assert handler.share_model_across_processes() and handler.model_copies() == 2
-    assert handler._env_vars == {"TF_ENABLE_ONEDNN_OPTS": "0"}
+    monkeypatch.setenv("LIVEINFERENCE_TF_TEST", "unset")
+    handler.set_environment_vars()
+    assert os.environ["LIVEINFERENCE_TF_TEST"] == "set"
     assert handler.get_metrics_namespace() == "BeamML_TF_Tensor"
     assert handler.get_num_bytes([tf.zeros((3,)), tf.zeros((2, 2), tf.float64)]) == 12 + 32
     numpy_handler = TFModelHandlerNumpy(saved.paths["keras"])
@@ -291,12 +324,13 @@ def test_options_namespace_and_sizes(saved):
 def _beam_parameters(function: ast.FunctionDef) -> Dict[str, Any]:
     """Parameter names by kind, with literal defaults, from Beam's source."""
     args = function.args
-    defaults = dict(
-        zip([a.arg for a in args.args][-len(args.defaults):], args.defaults)
-    ) if args.defaults else {}
-    defaults.update({a.arg: d for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None})
+    positional = [arg.arg for arg in args.args]
+    defaults = dict(zip(positional[len(positional) - len(args.defaults):], args.defaults))
+    defaults.update(
+        {arg.arg: value for arg, value in zip(args.kwonlyargs, args.kw_defaults) if value}
+    )
     return {
-        "positional": [a.arg for a in args.args],
+        "positional": positional,
         "keyword_only": [a.arg for a in args.kwonlyargs],
         "var_keyword": args.kwarg.arg if args.kwarg else None,
         "defaults": {name: ast.unparse(value) for name, value in defaults.items()},
@@ -318,7 +352,11 @@ def test_public_api_matches_beams_tensorflow_inference():
     spec = importlib.util.find_spec("apache_beam.ml.inference.tensorflow_inference")
     with open(spec.origin) as file:
         tree = ast.parse(file.read())
-    top = {node.name: node for node in tree.body if isinstance(node, (ast.ClassDef, ast.FunctionDef))}
+    top = {
+        node.name: node
+        for node in tree.body
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef))
+    }
     members = [t.targets[0].id for t in top["ModelType"].body if isinstance(t, ast.Assign)]
     assert members == [member.name for member in ModelType]
     checked = {
