@@ -6,7 +6,7 @@ PYTHON ?= python3.11
 VENV_KEY := $(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
 VENV ?= $(HOME)/.cache/liveinference/venv-$(VENV_KEY)
 PY := $(VENV)/bin/python
-export PYTHONPATH := $(CURDIR)/python:$(CURDIR)
+export PYTHONPATH := $(CURDIR)/python:$(CURDIR)/expansion:$(CURDIR)
 export PATH := $(VENV)/bin:$(PATH)
 export TF_CPP_MIN_LOG_LEVEL := 2
 
@@ -15,7 +15,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 venv: $(VENV)/.ready
 
 $(VENV)/.ready:
-	rm -rf "$(VENV)"
+	rm -rf "$(VENV)" $(filter-out $(VENV),$(wildcard $(dir $(VENV))venv-*))
 	$(PYTHON) -m venv "$(VENV)"
 	"$(PY)" -m pip install --quiet --upgrade pip
 	"$(PY)" -m pip install --quiet -c constraints.txt '.[all,test]'

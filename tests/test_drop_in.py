@@ -42,9 +42,15 @@ def test_model_handler_has_exactly_beams_methods():
     assert _public_methods(liveinference.ModelHandler) == _public_methods(beam_base.ModelHandler)
 
 
-@pytest.mark.parametrize("name", ["PredictionResult", "ModelMetadata", "RunInferenceDLQ"])
+@pytest.mark.parametrize("name", ["PredictionResult", "ModelMetadata"])
 def test_records_have_beams_fields(name):
     assert getattr(liveinference, name)._fields == getattr(beam_base, name)._fields
+
+
+def test_dead_letters_keep_beams_fields_first_and_add_failed_model_loads():
+    ours = liveinference.RunInferenceDLQ._fields
+    assert ours[:3] == beam_base.RunInferenceDLQ._fields
+    assert ours[3:] == ("failed_model_loads",)
 
 
 def test_runinference_takes_beams_arguments_except_the_test_clock():

@@ -13,6 +13,12 @@ from liveinference.contract import (
 )
 from liveinference.deadletter import FailureRecord, RunInferenceDLQ
 from liveinference.errors import InvalidExampleError, ModelLoadError
+from liveinference.refresh.events import (
+    ModelMetadataFromMessages,
+    WatchFilePattern,
+    model_metadata_from_message,
+)
+from liveinference.refresh.validate import ModelValidation, ModelValidationError
 from liveinference.transform import RunInference
 
 __all__ = [
@@ -25,7 +31,12 @@ __all__ = [
     "ModelHandler",
     "ModelLoadError",
     "ModelMetadata",
+    "ModelMetadataFromMessages",
+    "ModelValidation",
+    "ModelValidationError",
     "PredictionResult",
     "RunInference",
     "RunInferenceDLQ",
+    "WatchFilePattern",
+    "model_metadata_from_message",
 ]

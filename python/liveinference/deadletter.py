@@ -46,11 +46,15 @@ class RunInferenceDLQ(NamedTuple):
         failed_inferences: FailureRecords of elements whose model load or inference failed.
         failed_preprocessing: One PCollection of FailureRecords per preprocessing function.
         failed_postprocessing: One PCollection of FailureRecords per postprocessing function.
+        failed_model_loads: FailureRecords of model versions that failed to load or
+            validate (element: the ModelMetadata; stage "load_model" or "validate").
+            Beam's DLQ has no such field; it comes last so Beam's three keep their places.
     """
 
     failed_inferences: beam.PCollection
     failed_preprocessing: Sequence[beam.PCollection]
     failed_postprocessing: Sequence[beam.PCollection]
+    failed_model_loads: Optional[beam.PCollection] = None
 
 
 def isolate_failures(

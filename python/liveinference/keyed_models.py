@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import copy
 import logging
 import threading
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -84,6 +85,31 @@ class KeyedModels:
             for position, prediction in zip(members, predictions):
                 results[position] = (batch[position][0], prediction)
         return results
+
+    def refreshed(self, updates: Sequence[KeyModelPathMapping]) -> "KeyedModels":
+        """Returns a new model set in which the listed keys serve the models at new paths.
+
+        The new models are loaded here, off the inference path; keys not listed keep the
+        models already loaded. A key's whole mapping moves to the new path. This set is
+        not changed, so batches running on it finish on the old models.
+
+        Raises:
+            UnknownKeyError: if no mapping covers one of the keys.
+            Exception: whatever loading a new model raises.
+        """
+        new = copy.copy(self)
+        new._handlers = list(self._handlers)
+        with self._lock:
+            new._loaded = collections.OrderedDict(self._loaded)
+        new._lock = threading.Lock()
+        for update in updates:
+            for index in sorted({self._index(key) for key in update.keys}):
+                handler = copy.deepcopy(self._handlers[index])
+                handler.update_model_path(update.update_path)
+                new._handlers[index] = handler
+                new._loaded.pop(index, None)
+                new._model(index)
+        return new
 
     def update_paths(self, model_paths: Sequence[KeyModelPathMapping]) -> None:
         """Points the handlers of the given keys at new paths; they reload on next use.

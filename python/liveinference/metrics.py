@@ -33,6 +33,7 @@ class InferenceMetrics:
             namespace, lead + "load_model_latency_milli_secs"
         )
         self.model_byte_size = Metrics.distribution(namespace, lead + "model_byte_size")
+        self.failed_model_loads = Metrics.counter(namespace, lead + "failed_model_loads")
 
     def record_batch(self, size: int, byte_size: int, latency_us: int) -> None:
         """Reports one inference call on `size` examples."""

@@ -2,147 +2,24 @@
 
 from __future__ import annotations
 
-import time
+import dataclasses
 import uuid
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
-from apache_beam.pvalue import TaggedOutput
-from apache_beam.utils import multi_process_shared, shared
 
-from liveinference.contract import ModelHandler, PredictionResult
-from liveinference.deadletter import (
-    ExceptionTypes,
-    FailureRecord,
-    FailureThreshold,
-    RunInferenceDLQ,
-    isolate_failures,
-)
-from liveinference.metrics import InferenceMetrics
+from liveinference.contract import ModelHandler
+from liveinference.deadletter import ExceptionTypes, FailureRecord, FailureThreshold, RunInferenceDLQ
+from liveinference.dofn import FAILED, FAILED_MODEL_LOADS, InferenceDoFn
 from liveinference.processing import ApplyFns
-from liveinference.serving import ModelSlot, Serving
-from liveinference.timeouts import call_with_timeout
+from liveinference.refresh.config import DEFAULT_INTERVAL_SECONDS, RefreshConfig, default_channel
+from liveinference.refresh.events import PublishModelVersions
+from liveinference.refresh.validate import ModelValidation
 
 __all__ = ["RunInference"]
 
-_FAILED = "failed"
 _CRASHED = "crashed"
-_REFRESH_KWARGS = frozenset({"interval", "stop_timestamp"})
-
-# One registry per worker process: every step and thread with the same model tag gets the
-# same ModelSlot, so a model is loaded once per process however many steps serve it.
-_SLOTS = shared.Shared()
-
-
-def _stamped(results: List[Any], model_id: Optional[str]) -> List[Any]:
-    """Names `model_id` on PredictionResults whose handler left model_id unset."""
-    if model_id is None or not results:
-        return results
-    first = results[0]
-    if isinstance(first, PredictionResult) and first.model_id is None:
-        return [result._replace(model_id=model_id) for result in results]
-    return results
-
-
-class _InferenceDoFn(beam.DoFn):
-    """Runs the serving model on each batch; with a `catch`, isolates and dead-letters."""
-
-    def __init__(
-        self,
-        handler: ModelHandler,
-        namespace: str,
-        model_tag: str,
-        catch: Optional[ExceptionTypes],
-        timeout: Optional[float],
-    ) -> None:
-        self._handler = handler
-        self._namespace = namespace
-        self._model_tag = model_tag
-        self._catch = catch
-        self._timeout = timeout
-        self._slot: Optional[ModelSlot] = None
-        self._metrics: Optional[InferenceMetrics] = None
-
-    def _load_model(self) -> Any:
-        handler = self._handler
-        if not handler.share_model_across_processes():
-            return handler.load_model()
-        return multi_process_shared.MultiProcessShared(
-            handler.load_model, tag=f"{self._model_tag}-model", always_proxy=True
-        ).acquire()
-
-    def _make_slot(self) -> ModelSlot:
-        return ModelSlot(self._handler, self._load_model)
-
-    def setup(self) -> None:
-        if not self._handler.override_metrics(self._namespace):
-            self._metrics = InferenceMetrics(self._namespace)
-        self._slot = _SLOTS.acquire(self._make_slot, tag=self._model_tag)
-        if self._catch is None:
-            self._slot.serving(self._timeout)
-
-    def _run(self, serving: Serving, batch: Sequence[Any], inference_args: Any) -> List[Any]:
-        def call() -> List[Any]:
-            return list(serving.handler.run_inference(batch, serving.model, inference_args))
-
-        results = call_with_timeout(call, self._timeout, f"inference on {len(batch)} examples")
-        return _stamped(results, serving.model_id)
-
-    def _catches(self, error: BaseException) -> bool:
-        return self._catch is not None and isinstance(error, self._catch)
-
-    def process(
-        self, batch: Sequence[Any], inference_args: Optional[Dict[str, Any]] = None
-    ) -> Iterator[Any]:
-        slot = self._slot
-        assert slot is not None, "setup() has not run"
-        try:
-            serving = slot.serving(self._timeout)
-        except Exception as error:
-            if not self._catches(error):
-                raise
-            if self._metrics:
-                self._metrics.failed_batches.inc()
-            for element in batch:
-                yield TaggedOutput(_FAILED, FailureRecord.of(element, "load_model", error))
-            return
-        metrics = self._metrics
-        if metrics:
-            for report in slot.take_reports():
-                metrics.record_load(report.latency_ms, report.byte_size)
-        started = time.perf_counter_ns()
-        failures: List[Tuple[Any, BaseException]] = []
-        try:
-            results = self._run(serving, batch, inference_args)
-        except Exception as error:
-            if metrics:
-                metrics.failed_batches.inc()
-            if not self._catches(error):
-                error.add_note(
-                    f"raised by RunInference on a batch of {len(batch)} examples "
-                    f"(model {serving.model_id or type(serving.handler).__name__})"
-                )
-                raise
-            if isinstance(error, TimeoutError):
-                results, failures = [], [(element, error) for element in batch]
-            else:
-                results, failures = isolate_failures(
-                    lambda part: self._run(serving, part, inference_args),
-                    batch,
-                    error,
-                    self._catch,  # type: ignore[arg-type]
-                )
-        if metrics:
-            metrics.record_batch(
-                len(results),
-                serving.handler.get_num_bytes(batch),
-                (time.perf_counter_ns() - started) // 1000,
-            )
-        yield from results
-        for element, error in failures:
-            yield TaggedOutput(
-                _FAILED, FailureRecord.of(element, "inference", error, serving.model_id)
-            )
+_REFRESH_KWARGS = frozenset({"interval", "stop_timestamp", "refresh_channel"})
 
 
 def _crash_records(crash: Tuple[Any, Tuple[Any, str, Any]]) -> Iterator[FailureRecord]:
@@ -166,21 +43,30 @@ class RunInference(beam.PTransform):
     process, and postprocessed. The output is one prediction per input element, usually a
     `PredictionResult(example, inference, model_id)`.
 
+    New model versions are loaded off the inference path and swapped in between batches:
+    by every worker polling `watch_model_pattern`, or from the `ModelMetadata` events of
+    `model_metadata_pcoll`. A version that fails to load or validate never serves; the
+    last good model keeps serving and the failure is reported.
+
     Args:
         model_handler: The handler that loads and runs the model.
         inference_args: Extra keyword arguments for the framework's predict call.
         metrics_namespace: The namespace of the reported metrics; defaults to the
             handler's.
-        model_metadata_pcoll: A PCollection of `ModelMetadata` naming models to serve.
-        watch_model_pattern: A file pattern to watch for new models.
+        model_metadata_pcoll: A PCollection of `ModelMetadata` (or, for per-key models, of
+            lists of `KeyModelPathMapping`) naming the model to serve from then on.
+        watch_model_pattern: A file pattern every worker polls for new model files; the
+            newest complete file serves.
         model_identifier: A tag shared by RunInference steps that serve the same model,
             so that a worker process loads it once for all of them.
-        **kwargs: `interval` and `stop_timestamp` for `watch_model_pattern`.
+        **kwargs: `interval` (seconds between polls; 10 for a pattern, 1 for events),
+            `stop_timestamp` (Unix time to stop polling) and `refresh_channel` (the
+            directory events are relayed through; must be visible to every worker,
+            defaults to the system temp dir, which suits single-machine runners).
 
     Raises:
         TypeError: if `model_handler` is not a handler or an unknown keyword is given.
-        ValueError: if the handler refuses `inference_args`.
-        NotImplementedError: for model refresh, which this version does not do yet.
+        ValueError: if the handler refuses `inference_args`, or `interval` is not positive.
     """
 
     def __init__(
@@ -206,16 +92,15 @@ class RunInference(beam.PTransform):
                 f"RunInference got unknown keyword arguments {unknown}; "
                 f"it accepts {sorted(_REFRESH_KWARGS)} besides its named parameters"
             )
-        if model_metadata_pcoll is not None or watch_model_pattern is not None:
-            raise NotImplementedError(
-                "model refresh (model_metadata_pcoll, watch_model_pattern) is not in this "
-                "version of liveinference yet"
-            )
         model_handler.validate_inference_args(inference_args)
         self._model_handler = model_handler
         self._inference_args = inference_args
         self._metrics_namespace = metrics_namespace
         self._model_tag = model_identifier or uuid.uuid4().hex
+        self._model_metadata_pcoll = model_metadata_pcoll
+        self._refresh = _refresh_config(
+            watch_model_pattern, model_metadata_pcoll is not None, self._model_tag, kwargs
+        )
         self._catch: Optional[ExceptionTypes] = None
         self._use_subprocess = False
         self._threshold = 1.0
@@ -246,9 +131,9 @@ class RunInference(beam.PTransform):
         """Sends failing elements to dead-letter outputs instead of failing the pipeline.
 
         The transform then returns `(results, RunInferenceDLQ(failed_inferences,
-        failed_preprocessing, failed_postprocessing))`, each holding `FailureRecord`s. A
-        batch that fails is split until the failing elements stand alone, so good rows of
-        the batch are still predicted.
+        failed_preprocessing, failed_postprocessing, failed_model_loads))`, each holding
+        `FailureRecord`s. A batch that fails is split until the failing elements stand
+        alone, so good rows of the batch are still predicted.
 
         Args:
             exc_class: The exception class, or tuple of classes, that dead-letter.
@@ -274,11 +159,40 @@ class RunInference(beam.PTransform):
         self._use_subprocess = use_subprocess
         self._threshold = threshold
         self._timeout = timeout
+        self._refresh = dataclasses.replace(self._refresh, load_timeout=timeout)
+        return self
+
+    def with_model_validation(
+        self,
+        *,
+        canary_examples: Sequence[Any] = (),
+        check: Optional[Callable[[list, Any], Any]] = None,
+    ) -> "RunInference":
+        """Makes each new model version pass checks before it may serve.
+
+        Args:
+            canary_examples: Examples the candidate must predict without raising.
+            check: `check(canary_predictions, model)`; returning False or raising rejects.
+
+        Returns:
+            This transform.
+
+        Raises:
+            ValueError: if neither canary examples nor a check is given.
+        """
+        if not canary_examples and check is None:
+            raise ValueError("with_model_validation needs canary_examples, a check, or both")
+        validation = ModelValidation(tuple(canary_examples), check)
+        self._refresh = dataclasses.replace(self._refresh, validation=validation)
         return self
 
     def expand(self, pcoll: beam.PCollection) -> Any:
         handler = self._model_handler
         inputs = pcoll
+        if self._model_metadata_pcoll is not None:
+            _ = self._model_metadata_pcoll | "PublishModelVersions" >> PublishModelVersions(
+                self._refresh.channel  # type: ignore[arg-type]
+            )
         pcoll, failed_preprocessing = self._apply_fns(
             pcoll, list(handler.get_preprocess_fns()), "preprocess"
         )
@@ -286,7 +200,7 @@ class RunInference(beam.PTransform):
             pcoll = pcoll | "BatchElements" >> beam.BatchElements(
                 **handler.batch_elements_kwargs()
             )
-        results, failed_inferences = self._infer(pcoll)
+        results, failed_inferences, failed_model_loads = self._infer(pcoll)
         results, failed_postprocessing = self._apply_fns(
             results, list(handler.get_postprocess_fns()), "postprocess"
         )
@@ -300,7 +214,7 @@ class RunInference(beam.PTransform):
                 | "FailureThreshold" >> FailureThreshold(inputs, self._threshold)
             )
         return results, RunInferenceDLQ(
-            failed_inferences, failed_preprocessing, failed_postprocessing
+            failed_inferences, failed_preprocessing, failed_postprocessing, failed_model_loads
         )
 
     def _apply_fns(
@@ -310,21 +224,47 @@ class RunInference(beam.PTransform):
             return pcoll, []
         return pcoll | stage.capitalize() >> ApplyFns(fns, stage, self._catch)
 
-    def _infer(self, batches: beam.PCollection) -> Tuple[beam.PCollection, Any]:
+    def _infer(self, batches: beam.PCollection) -> Tuple[beam.PCollection, Any, Any]:
         handler = self._model_handler
         namespace = self._metrics_namespace or handler.get_metrics_namespace()
-        dofn = _InferenceDoFn(handler, namespace, self._model_tag, self._catch, self._timeout)
+        dofn = InferenceDoFn(
+            handler, namespace, self._model_tag, self._catch, self._timeout, self._refresh
+        )
         pardo = beam.ParDo(dofn, self._inference_args).with_resource_hints(
             **handler.get_resource_hints()
         )
         if self._catch is None:
-            return batches | "RunInference" >> pardo, None
+            return batches | "RunInference" >> pardo, None, None
+        tags = (FAILED, FAILED_MODEL_LOADS)
         if not self._use_subprocess:
-            outputs = batches | "RunInference" >> pardo.with_outputs(_FAILED, main="main")
-            return outputs.main, outputs[_FAILED]
+            outputs = batches | "RunInference" >> pardo.with_outputs(*tags, main="main")
+            return outputs.main, outputs[FAILED], outputs[FAILED_MODEL_LOADS]
         outputs = batches | "RunInference" >> pardo.with_exception_handling(
             main_tag="main", dead_letter_tag=_CRASHED, exc_class=self._catch, use_subprocess=True
         )
         crashed = outputs[_CRASHED] | "CrashRecords" >> beam.FlatMap(_crash_records)
-        failed = (outputs[_FAILED], crashed) | "FailedInferences" >> beam.Flatten()
-        return outputs.main, failed
+        failed = (outputs[FAILED], crashed) | "FailedInferences" >> beam.Flatten()
+        return outputs.main, failed, outputs[FAILED_MODEL_LOADS]
+
+
+def _refresh_config(
+    watch_pattern: Optional[str], has_events: bool, model_tag: str, kwargs: Dict[str, Any]
+) -> RefreshConfig:
+    """Builds the refresh settings from RunInference's arguments.
+
+    Raises:
+        ValueError: if `interval` is not a positive number of seconds.
+    """
+    default_interval = DEFAULT_INTERVAL_SECONDS if watch_pattern else 1.0
+    interval = kwargs.get("interval", default_interval)
+    if not isinstance(interval, (int, float)) or interval <= 0:
+        raise ValueError(f"interval must be a positive number of seconds, got {interval!r}")
+    channel = None
+    if has_events:
+        channel = kwargs.get("refresh_channel") or default_channel(model_tag)
+    return RefreshConfig(
+        watch_pattern=watch_pattern,
+        channel=channel,
+        interval=float(interval),
+        stop_timestamp=kwargs.get("stop_timestamp"),
+    )

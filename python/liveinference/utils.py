@@ -1,0 +1,5 @@
+"""Beam's module path, `apache_beam.ml.inference.utils`, for a one-word import change."""
+
+from liveinference.refresh.events import WatchFilePattern
+
+__all__ = ["WatchFilePattern"]
