@@ -140,12 +140,13 @@ class KeyedModelHandler(Delegating):
         super().__init__(mappings[0].mh)
         self._mappings = mappings
         self._max_models = max_models_per_worker_hint
+        self._namespace = self.get_metrics_namespace()
 
     def load_model(self) -> Any:
         """Loads the single model, or returns a per-key model cache that loads on demand."""
         if self._mappings is None:
             return self._inner.load_model()
-        return KeyedModels(self._mappings, self._max_models)
+        return KeyedModels(self._mappings, self._max_models, self._namespace)
 
     def run_inference(
         self,
@@ -178,6 +179,18 @@ class KeyedModelHandler(Delegating):
         if self._mappings is None:
             return self._inner.get_metrics_namespace()
         return "BeamML_KeyedModels"
+
+    def override_metrics(self, metrics_namespace: str = "") -> bool:
+        """Notes the namespace for the per-key load and eviction counters.
+
+        Returns:
+            False for per-key models, so RunInference still reports its metrics; the
+            inner handler's answer for a single model.
+        """
+        if self._mappings is None:
+            return self._inner.override_metrics(metrics_namespace)
+        self._namespace = metrics_namespace or self._namespace
+        return False
 
     def batch_elements_kwargs(self) -> Dict[str, Any]:
         """Returns the inner handler's batching arguments (none for per-key models)."""

@@ -1,4 +1,10 @@
-"""Per-key models for `KeyedModelHandler`: load on first use, keep at most N, evict the LRU."""
+"""Per-key models for `KeyedModelHandler`: load on first use, keep at most N, evict the LRU.
+
+Loads and evictions are counted as Beam metrics, `num_model_loads` and
+`num_model_evictions`, under the keyed handler's namespace (`BeamML_KeyedModels` unless
+RunInference is given another). Beam records metrics only on the thread processing a
+bundle, so those made while a refresh loads models in the background are not reported.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,10 @@ import collections
 import copy
 import logging
 import threading
+import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from apache_beam.metrics import Metrics
 
 from liveinference.contract import KeyModelMapping, KeyModelPathMapping
 from liveinference.errors import UnknownKeyError
@@ -24,12 +33,22 @@ class KeyedModels:
     Args:
         mappings: Which handler serves which keys.
         max_models: The most models kept loaded at once; None keeps every model.
+        namespace: The metrics namespace of the load and eviction counters.
+
+    Attributes:
+        loads: How many models this set has loaded.
+        evictions: How many models it has dropped to stay within `max_models`.
 
     Raises:
         ValueError: if `max_models` is given and is less than 1.
     """
 
-    def __init__(self, mappings: Sequence[KeyModelMapping], max_models: Optional[int]) -> None:
+    def __init__(
+        self,
+        mappings: Sequence[KeyModelMapping],
+        max_models: Optional[int],
+        namespace: str = "BeamML_KeyedModels",
+    ) -> None:
         if max_models is not None and max_models < 1:
             raise ValueError(f"max_models_per_worker_hint must be at least 1, got {max_models}")
         self._handlers = [mapping.mh for mapping in mappings]
@@ -41,6 +60,8 @@ class KeyedModels:
         self._lock = threading.Lock()
         self.loads = 0
         self.evictions = 0
+        self._load_counter = Metrics.counter(namespace, "num_model_loads")
+        self._eviction_counter = Metrics.counter(namespace, "num_model_evictions")
 
     def _index(self, key: Any) -> int:
         try:
@@ -56,12 +77,19 @@ class KeyedModels:
             if index in self._loaded:
                 self._loaded.move_to_end(index)
                 return self._loaded[index]
+            started = time.perf_counter()
             model = self._handlers[index].load_model()
             self.loads += 1
+            self._load_counter.inc()
+            _LOG.info(
+                "loaded the model of KeyModelMapping #%d in %d ms",
+                index, (time.perf_counter() - started) * 1000,
+            )
             self._loaded[index] = model
             while self._max_models is not None and len(self._loaded) > self._max_models:
                 evicted, _ = self._loaded.popitem(last=False)
                 self.evictions += 1
+                self._eviction_counter.inc()
                 _LOG.info("evicted the model of KeyModelMapping #%d", evicted)
             return model
 
