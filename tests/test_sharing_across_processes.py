@@ -1,0 +1,88 @@
+"""large_model / model_copies: one copy of the model per machine, shared by worker processes.
+
+The pipelines run on Beam's local runner with two worker processes. Each process appends
+its pid to a file when it loads the model and when it runs a batch, so the files tell how
+many loads there were and which processes used the model.
+"""
+
+from __future__ import annotations
+
+import os
+
+import apache_beam as beam
+import numpy
+import pytest
+
+from liveinference import RunInference
+from liveinference.frameworks.sklearn import SklearnModelHandlerNumpy
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+LIBRARY = os.path.join(os.path.dirname(TESTS), "python")
+
+
+class PidRecordingHandler(SklearnModelHandlerNumpy):
+    """Appends the pid of the process to `log_dir`/loads per load and `log_dir`/batches per batch."""
+
+    def __init__(self, model_uri, log_dir, **kwargs):
+        super().__init__(model_uri, max_batch_size=10, **kwargs)
+        self._log_dir = log_dir
+
+    def _record(self, name):
+        with open(os.path.join(self._log_dir, name), "a") as file:
+            file.write(f"{os.getpid()}\n")
+
+    def load_model(self):
+        self._record("loads")
+        return super().load_model()
+
+    def run_inference(self, batch, model, inference_args=None):
+        self._record("batches")
+        return super().run_inference(batch, model, inference_args)
+
+
+def _pids(path):
+    if not os.path.exists(path):
+        return []
+    with open(path) as file:
+        return file.read().split()
+
+
+@pytest.fixture
+def worker_path(monkeypatch):
+    """Lets the worker processes import this module and liveinference."""
+    paths = [TESTS, LIBRARY, os.environ.get("PYTHONPATH", "")]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(path for path in paths if path))
+
+
+def _run_two_processes(run_pipeline, handler, rows):
+    out = run_pipeline(
+        lambda p: {"r": p | beam.Create(rows) | RunInference(handler)},
+        direct_running_mode="multi_processing",
+        direct_num_workers=2,
+    )
+    return out["r"]
+
+
+@pytest.mark.parametrize("sharing", [{"large_model": True}, {"model_copies": 1}], ids=["large_model", "model_copies"])
+def test_two_worker_processes_share_one_load_per_machine(run_pipeline, worker_path, sklearn_model_path, dataset, tmp_path, sharing):
+    x, _ = dataset
+    rows = list(x[:200])
+    handler = PidRecordingHandler(sklearn_model_path, str(tmp_path), **sharing)
+    assert handler.share_model_across_processes()
+    out = _run_two_processes(run_pipeline, handler, rows)
+    expected = SklearnModelHandlerNumpy(sklearn_model_path).load_model().predict(x[:200])
+    assert sorted((tuple(r.example), r.inference) for r in out) == sorted(
+        (tuple(row), label) for row, label in zip(rows, expected)
+    )
+    assert len(set(_pids(tmp_path / "batches"))) == 2, "both worker processes should run batches"
+    assert len(_pids(tmp_path / "loads")) == 1
+
+
+def test_without_sharing_each_worker_process_loads_its_own_copy(run_pipeline, worker_path, sklearn_model_path, dataset, tmp_path):
+    x, _ = dataset
+    handler = PidRecordingHandler(sklearn_model_path, str(tmp_path))
+    out = _run_two_processes(run_pipeline, handler, list(x[:200]))
+    assert len(out) == 200
+    batch_pids = set(_pids(tmp_path / "batches"))
+    assert len(batch_pids) == 2
+    assert sorted(_pids(tmp_path / "loads")) == sorted(batch_pids)
