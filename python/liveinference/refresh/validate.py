@@ -22,7 +22,8 @@ class ModelValidation:
         canary_examples: Examples the candidate must run on without raising, returning
             one prediction each.
         check: `check(predictions, model)` called with the canary predictions (an empty
-            list when there are no canaries); returning False or raising rejects the model.
+            list when there are no canaries); returning a false value other than None, or
+            raising, rejects the model.
     """
 
     canary_examples: Sequence[Any] = ()
@@ -57,7 +58,8 @@ class ModelValidation:
                 f"model {model_id!r} was rejected by the validation check: "
                 f"{type(error).__name__}: {error}"
             ) from error
-        if verdict is False:
+        if verdict is not None and not verdict:
             raise ModelValidationError(
-                f"model {model_id!r} was rejected by the validation check (it returned False)"
+                f"model {model_id!r} was rejected by the validation check (it returned "
+                f"{verdict!r})"
             )

@@ -1,0 +1,81 @@
+"""Sources: a watched pattern offers only complete files; a channel relays events."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from liveinference import KeyModelPathMapping, ModelMetadata
+from liveinference.refresh.sources import ChannelSource, FilePatternSource, publish
+
+from refresh_models import write_model
+
+
+def test_a_file_is_offered_once_its_size_held_across_two_polls(tmp_path):
+    source = FilePatternSource(str(tmp_path / "*.pkl"))
+    assert source.poll() is None
+    write_model(str(tmp_path / "v2.pkl"), 2)
+    assert source.poll() is None and source.settling
+    version = source.poll()
+    assert version.offer == ModelMetadata(str(tmp_path / "v2.pkl"), "v2")
+    assert not source.settling
+
+
+def test_a_half_written_file_is_not_offered_until_it_stops_growing(tmp_path):
+    source = FilePatternSource(str(tmp_path / "*.pkl"))
+    path = tmp_path / "v2.pkl"
+    with open(path, "wb") as file:
+        file.write(b"x" * 100)
+        file.flush()
+        assert source.poll() is None
+        file.write(b"x" * 100)
+        file.flush()
+        assert source.poll() is None and source.settling
+    assert source.poll().offer.model_id == str(path)
+
+
+def test_the_newest_complete_file_is_offered(tmp_path):
+    write_model(str(tmp_path / "a.pkl"), 1)
+    os.utime(tmp_path / "a.pkl", (1000, 1000))
+    write_model(str(tmp_path / "b.pkl"), 2)
+    source = FilePatternSource(str(tmp_path / "*.pkl"))
+    source.poll()
+    assert source.poll().offer.model_name == "b"
+
+
+def test_rewriting_a_file_with_the_same_name_is_a_new_version(tmp_path):
+    path = str(tmp_path / "model.pkl")
+    write_model(path, 1)
+    os.utime(path, (1000, 1000))
+    source = FilePatternSource(str(tmp_path / "*.pkl"))
+    source.poll()
+    first = source.poll()
+    write_model(path, 2)
+    source.poll()
+    second = source.poll()
+    assert first.offer == second.offer
+    assert first.fingerprint != second.fingerprint
+
+
+def test_a_channel_relays_the_latest_event(tmp_path):
+    channel = str(tmp_path / "channel")
+    source = ChannelSource(channel)
+    assert source.poll() is None
+    publish(channel, ModelMetadata("/m/v2.pkl", "v2"))
+    first = source.poll()
+    assert first.offer == ModelMetadata("/m/v2.pkl", "v2")
+    assert source.poll().fingerprint == first.fingerprint
+    publish(channel, ModelMetadata("/m/v2.pkl", "v2"))
+    assert source.poll().fingerprint != first.fingerprint
+
+
+def test_a_channel_relays_per_key_paths(tmp_path):
+    channel = str(tmp_path / "channel")
+    publish(channel, [KeyModelPathMapping(["a", "b"], "/m/ab.pkl", "ab")])
+    assert ChannelSource(channel).poll().offer == [KeyModelPathMapping(["a", "b"], "/m/ab.pkl", "ab")]
+
+
+def test_publishing_something_that_is_not_a_model_event_says_what_is_expected(tmp_path):
+    with pytest.raises(ValueError, match="must be ModelMetadata"):
+        publish(str(tmp_path), "/m/v2.pkl")
