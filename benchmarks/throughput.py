@@ -95,9 +95,83 @@ def _to_tensor(row: numpy.ndarray) -> Any:
     return torch.from_numpy(row)
 
 
+def _make_onnx(directory: str) -> Dict[str, Any]:
+    import onnx
+    import onnxruntime
+    from apache_beam.ml.inference.onnx_inference import OnnxModelHandlerNumpy as BeamHandler
+    from onnx import TensorProto, helper, numpy_helper
+
+    from liveinference.frameworks.onnx import OnnxModelHandlerNumpy as OurHandler
+
+    # A linear layer written as an ONNX graph: x @ W + b.
+    rng = numpy.random.default_rng(0)
+    weights = rng.normal(size=(FEATURES, 2)).astype(numpy.float32)
+    bias = rng.normal(size=2).astype(numpy.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["y"])],
+        "linear",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, FEATURES])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 2])],
+        initializer=[numpy_helper.from_array(weights, "W"), numpy_helper.from_array(bias, "b")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = os.path.join(directory, "model.onnx")
+    onnx.save_model(model, path)
+    providers = ["CPUExecutionProvider"]
+    arguments = dict(providers=providers, min_batch_size=BATCH_SIZE, max_batch_size=BATCH_SIZE)
+    session = onnxruntime.InferenceSession(path, providers=providers)
+
+    def raw(batches: List[List[numpy.ndarray]]) -> int:
+        return sum(len(session.run(None, {"x": numpy.stack(batch)})[0]) for batch in batches)
+
+    return {
+        "ours": lambda: OurHandler(path, **arguments),
+        "beam": lambda: BeamHandler(path, **arguments),
+        "to_example": lambda row: row,
+        "raw": raw,
+    }
+
+
+def _make_xgboost(directory: str) -> Dict[str, Any]:
+    import xgboost
+    from apache_beam.ml.inference.xgboost_inference import XGBoostModelHandlerNumpy as BeamHandler
+
+    from liveinference.frameworks.xgboost import XGBoostModelHandlerNumpy as OurHandler
+
+    x = numpy.random.default_rng(0).normal(size=(2000, FEATURES)).astype(numpy.float32)
+    model = xgboost.XGBClassifier(n_estimators=20, max_depth=4, n_jobs=1)
+    model.fit(x, (x[:, 0] + x[:, 1] > 0).astype(int))
+    path = os.path.join(directory, "model.json")
+    model.save_model(path)
+    arguments = dict(
+        model_class=xgboost.XGBClassifier,
+        model_state=path,
+        min_batch_size=BATCH_SIZE,
+        max_batch_size=BATCH_SIZE,
+    )
+
+    def raw(batches: List[List[numpy.ndarray]]) -> int:
+        return sum(len(model.predict(numpy.concatenate(batch))) for batch in batches)
+
+    return {
+        "ours": lambda: OurHandler(**arguments),
+        "beam": lambda: BeamHandler(**arguments),
+        "to_example": _to_one_row_table,
+        "raw": raw,
+    }
+
+
+def _to_one_row_table(row: numpy.ndarray) -> numpy.ndarray:
+    """XGBoost handlers take tables (rows x features): one row per example here."""
+    return row.reshape(1, -1)
+
+
 FRAMEWORKS: Dict[str, Callable[[str], Dict[str, Any]]] = {
     "sklearn": _make_sklearn,
     "pytorch": _make_pytorch,
+    "onnx": _make_onnx,
+    "xgboost": _make_xgboost,
 }
 
 

@@ -26,6 +26,20 @@ def test_demo_accounts_for_every_row():
     assert "dead letter at preprocess[0]: '1.0,two,3.0,4.0'" in out
 
 
+def test_throughput_benchmark_runs_onnx_and_xgboost_side_by_side_with_beam(tmp_path):
+    out = _run(
+        "benchmarks/throughput.py", "--rows", "2000", "--repeats", "1",
+        "--frameworks", "onnx,xgboost", "--output-dir", str(tmp_path),
+    )
+    assert "onnx: liveinference" in out and "xgboost: liveinference" in out
+    with open(tmp_path / "throughput.json") as file:
+        results = json.load(file)
+    for framework in ("onnx", "xgboost"):
+        figures = results["frameworks"][framework]
+        assert set(figures["rows_per_second"]) == {"liveinference", "beam", "raw"}
+        assert figures["rows"] == 2000
+
+
 def test_throughput_benchmark_writes_its_json_and_plot(tmp_path):
     out = _run(
         "benchmarks/throughput.py", "--rows", "2000", "--repeats", "1",
