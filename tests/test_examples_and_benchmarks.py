@@ -19,11 +19,15 @@ def _run(*args: str) -> str:
     return done.stdout
 
 
-def test_demo_accounts_for_every_row():
-    out = _run("examples/demo.py")
-    assert "elements in: 1000" in out
-    assert "predicted 997 + dead-lettered 3 = 1000" in out
-    assert "dead letter at preprocess[0]: '1.0,two,3.0,4.0'" in out
+def test_demo_swaps_models_rejects_the_corrupt_one_and_accounts_for_every_row():
+    out = _run("examples/demo.py", "--seconds", "10")
+    lines = out.splitlines()
+    swaps = [line.split()[-1] for line in lines if "now serving" in line]
+    assert swaps == ["classifier-v1.pkl", "classifier-v2.pkl", "classifier-v3.pkl"]
+    assert any("rejected model classifier-corrupt.pkl at load_model" in line for line in lines)
+    assert "predicted + dead-lettered = 200 of 200 in" in out
+    assert "  dead-lettered:  5" in out
+    assert not any("by classifier-corrupt.pkl" in line for line in lines)
 
 
 def test_throughput_benchmark_runs_onnx_and_xgboost_side_by_side_with_beam(tmp_path):
