@@ -47,12 +47,15 @@ def torch_module():
     return torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2)).eval()
 
 
-def _export(module, path, dynamic_batch=True):
+def _export(module, path, dynamic_batch=True, dynamic_features=False):
+    axes = {0: "batch"} if dynamic_batch else {}
+    if dynamic_features:
+        axes[1] = "features"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             module, (torch.zeros(2, 4),), str(path), input_names=["x"], output_names=["y"],
-            dynamic_axes={"x": {0: "batch"}} if dynamic_batch else None, dynamo=False,
+            dynamic_axes={"x": axes} if axes else None, dynamo=False,
         )
     return str(path)
 
@@ -105,10 +108,26 @@ def test_exported_torch_module_predicts_as_torch_does(torch_onnx_path, torch_mod
 
 
 def test_default_providers_are_those_this_onnxruntime_has(torch_onnx_path):
-    session = OnnxModelHandlerNumpy(torch_onnx_path).load_model()
+    import onnxruntime
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        session = OnnxModelHandlerNumpy(torch_onnx_path).load_model()
     assert "CPUExecutionProvider" in session.get_providers()
-    explicit = OnnxModelHandlerNumpy(torch_onnx_path, providers=["CPUExecutionProvider"]).load_model()
-    assert explicit.get_providers() == ["CPUExecutionProvider"]
+    assert not [w for w in caught if "provider" in str(w.message)]
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        with pytest.warns(UserWarning, match="'CUDAExecutionProvider' is not in available provider names"):
+            OnnxModelHandlerNumpy(torch_onnx_path, providers=["CUDAExecutionProvider", "CPUExecutionProvider"]).load_model()
+
+
+def test_session_options_and_providers_reach_the_session(torch_onnx_path):
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = OnnxModelHandlerNumpy(torch_onnx_path, options, ["CPUExecutionProvider"]).load_model()
+    assert session.get_session_options().intra_op_num_threads == 1
+    assert session.get_providers() == ["CPUExecutionProvider"]
 
 
 def test_custom_inference_fn_and_inference_args_reach_the_session(sklearn_onnx_path, sklearn_model, dataset):
@@ -166,6 +185,16 @@ def test_fixed_batch_size_model_says_how_to_batch(tmp_path, torch_module):
     handler = OnnxModelHandlerNumpy(path)
     with pytest.raises(InvalidExampleError, match=r"batches of exactly 2, got 3.*min_batch_size=max_batch_size=2"):
         handler.run_inference([numpy.zeros(4, numpy.float32)] * 3, handler.load_model())
+
+
+def test_shape_errors_only_onnxruntime_finds_name_the_input(tmp_path, torch_module):
+    path = _export(torch_module, tmp_path / "symbolic.onnx", dynamic_features=True)
+    handler = OnnxModelHandlerNumpy(path)
+    with pytest.raises(
+        InvalidExampleError,
+        match=r"symbolic\.onnx.*cannot take examples of shape \(3,\) and dtype float32 \(it expects input 'x' of type tensor\(float\) and shape \['batch', 'features'\]\)",
+    ):
+        handler.run_inference([numpy.zeros(3, numpy.float32)], handler.load_model())
 
 
 def test_bad_rows_go_to_dead_letters_and_the_rest_are_predicted(run_pipeline, torch_onnx_path, dataset):
