@@ -103,7 +103,7 @@ def test_datatable_handler_predicts_as_xgboost_does_in_a_pipeline(run_pipeline, 
     tables = _tables(x, [2, 1, 4])
     branches = {
         "datatable": (
-            XGBoostModelHandlerDatatable(xgboost.Booster, state_files["model.ubj"]),
+            XGBoostModelHandlerDatatable(xgboost.Booster, state_files["model.ubj"], min_batch_size=3, max_batch_size=3),
             [datatable.Frame(t) for t in tables],
         )
     }
@@ -115,7 +115,7 @@ def _check_branches(run_pipeline, branches, tables, classifier):
 
     def build(p):
         return {
-            name: p | f"Create{name}" >> beam.Create(list(enumerate(examples)))
+            name: p | f"Create{name}" >> beam.Create(list(enumerate(examples)), reshuffle=False)
             | f"Run{name}" >> RunInference(liveinference.KeyedModelHandler(handler))
             for name, (handler, examples) in branches.items()
         }
