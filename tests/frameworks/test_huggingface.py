@@ -170,6 +170,21 @@ def test_custom_inference_fn_gets_the_device_and_inference_args(saved):
     assert seen == {"device": "CPU", "inference_args": {"output_attentions": False}, "model_id": saved["full"]}
 
 
+def test_gpu_device_runs_on_cuda_or_falls_back_to_cpu_with_a_warning(saved, caplog):
+    handler = HuggingFaceModelHandlerTensor(saved["full"], MODEL_CLASS, device="GPU")
+    with caplog.at_level("WARNING", logger="liveinference.frameworks.huggingface"):
+        model = handler.load_model()
+    ids = _encode(saved["tokenizer"], SENTENCES[:2])["input_ids"]
+    results = list(handler.run_inference(list(ids), model))
+    expected = _logits(saved["model"], input_ids=ids)
+    torch.testing.assert_close(torch.stack([r.inference["logits"].cpu() for r in results]), expected, rtol=1e-4, atol=1e-5)
+    if torch.cuda.is_available():
+        assert next(model.parameters()).device.type == "cuda"
+    else:
+        assert "asked for device='GPU', but CUDA is not available" in caplog.text
+        assert next(model.parameters()).device.type == "cpu"
+
+
 def test_tensorflow_tensors_are_stacked_with_tensorflow(saved):
     tf = pytest.importorskip("tensorflow")
 
