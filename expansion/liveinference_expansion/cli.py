@@ -1,0 +1,125 @@
+"""`liveinference serve`: starts the expansion service (and a Python worker pool).
+
+    liveinference serve [--host 127.0.0.1] [--port 8097] [--worker-pool-port N]
+                        [--allow-module mypackage.features] [--allow-inline-source]
+
+It prints one line with the addresses once it listens, and stops cleanly on SIGTERM or
+SIGINT (Ctrl-C), stopping the workers it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from typing import List, Optional
+
+from liveinference_expansion.policy import DEFAULT_ALLOWED_MODULES, Policy
+
+__all__ = ["main"]
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="liveinference",
+        description="liveinference's cross-language expansion service",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser(
+        "serve",
+        help="serve liveinference's RunInference to Java (and other SDK) pipelines",
+        description="Expands liveinference_expansion.transform.ConfiguredRunInference, and "
+        "nothing else, for cross-language pipelines.",
+    )
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="interface to listen on (default 127.0.0.1, loopback only; "
+                       "0.0.0.0 for every interface)")
+    serve.add_argument("--port", type=int, default=8097,
+                       help="expansion service port (default 8097; 0 picks a free port)")
+    serve.add_argument("--worker-pool-port", type=int, default=0,
+                       help="port of the Python worker pool (default 0: a free port)")
+    serve.add_argument("--no-worker-pool", action="store_true",
+                       help="run no worker pool; the Python steps then use "
+                       "--environment-type/--environment-config")
+    serve.add_argument("--environment-type", choices=["PROCESS", "DOCKER", "EXTERNAL"],
+                       help="environment of the Python steps with --no-worker-pool")
+    serve.add_argument("--environment-config",
+                       help="that environment's configuration, e.g. host:port of a worker "
+                       "pool that runs beside each Flink TaskManager (EXTERNAL)")
+    serve.add_argument("--allow-module", action="append", default=[], metavar="MODULE",
+                       help="a module whose functions requests may name as preprocess, "
+                       "postprocess or handler callables (repeatable; "
+                       f"{', '.join(DEFAULT_ALLOWED_MODULES)} is always allowed)")
+    serve.add_argument("--allow-inline-source", action="store_true",
+                       help="accept Python source for functions: this runs ARBITRARY CODE "
+                       "sent by any client that can reach the service")
+    serve.add_argument("--log-level", default="INFO",
+                       choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from liveinference_expansion.service import ExpansionServer, ServiceConfig
+
+    if args.no_worker_pool and not args.environment_type:
+        sys.stderr.write("liveinference serve: --no-worker-pool needs --environment-type\n")
+        return 2
+    policy = Policy(
+        allowed_modules=tuple(dict.fromkeys([*DEFAULT_ALLOWED_MODULES, *args.allow_module])),
+        allow_inline_source=args.allow_inline_source,
+    )
+    config = ServiceConfig(
+        host=args.host,
+        port=args.port,
+        worker_pool=not args.no_worker_pool,
+        worker_pool_port=args.worker_pool_port,
+        environment_type=args.environment_type,
+        environment_config=args.environment_config,
+        policy=policy,
+    )
+    server = ExpansionServer(config)
+    try:
+        server.start()
+    except OSError as error:
+        sys.stderr.write(f"liveinference serve: {error}\n")
+        return 1
+
+    def stop(signum: int, _frame: object) -> None:
+        _LOGGER.info("received %s, shutting down", signal.Signals(signum).name)
+        server.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    workers = (f"; Python workers at {server.worker_pool_address}"
+               if server.worker_pool_address else "")
+    sys.stdout.write(f"liveinference expansion service listening on {server.address}{workers}\n")
+    sys.stdout.flush()
+    if policy.allow_inline_source:
+        _LOGGER.warning("inline Python source is allowed: clients can run arbitrary code")
+    server.wait()
+    sys.stdout.write("liveinference expansion service stopped\n")
+    sys.stdout.flush()
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Runs the `liveinference` command line.
+
+    Args:
+        argv: The arguments, without the program name; defaults to `sys.argv[1:]`.
+
+    Returns:
+        The exit status.
+    """
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if args.command == "serve":
+        return _serve(args)
+    return 2  # argparse refuses unknown commands before this

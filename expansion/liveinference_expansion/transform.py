@@ -1,0 +1,210 @@
+"""`ConfiguredRunInference`: liveinference's RunInference built from plain values.
+
+This is the one transform the expansion service exposes (by its qualified name,
+`TRANSFORM_NAME`), and what Python users call to get exactly what Java users get. It holds no
+inference logic: it checks the plain values, builds a handler and `liveinference.RunInference`,
+and types the outputs as portable Rows. Every check runs in the constructor, so a bad request
+fails when the pipeline is built, with a message that names the argument.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import apache_beam as beam
+
+from liveinference import KeyedModelHandler, RunInference
+from liveinference_expansion.handlers import as_plain, build_handler
+from liveinference_expansion.policy import Policy, current_policy
+from liveinference_expansion.rows import (
+    DEAD_LETTER_TYPE,
+    ToPredictionRow,
+    dead_letter_row,
+    parse_type,
+    prediction_row_type,
+)
+
+__all__ = ["PREDICTIONS", "DEAD_LETTERS", "TRANSFORM_NAME", "ConfiguredRunInference"]
+
+TRANSFORM_NAME = "liveinference_expansion.transform.ConfiguredRunInference"
+PREDICTIONS = "predictions"
+DEAD_LETTERS = "dead_letters"
+_DLQ_FIELDS = ("failed_inferences", "failed_preprocessing", "failed_postprocessing",
+               "failed_model_loads")
+
+
+class _OnValue:
+    """Applies a function to the value of a `(key, value)` pair (keyed input)."""
+
+    def __init__(self, fn: Any) -> None:
+        self._fn = fn
+
+    def __call__(self, pair: Tuple[Any, Any]) -> Tuple[Any, Any]:
+        key, value = pair
+        return key, self._fn(value)
+
+
+def _identity(element: Any) -> Any:
+    return element
+
+
+def _function_names(value: Any, what: str) -> List[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise TypeError(
+            f"{what} must be a list of qualified function names (strings), got {value!r}"
+        )
+    return list(value)
+
+
+def _check(name: str, value: Any, kind: Union[type, Tuple[type, ...]], expected: str) -> None:
+    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise TypeError(f"{name} must be {expected}, got bool {value!r}")
+    if not isinstance(value, kind):
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r}")
+
+
+class ConfiguredRunInference(beam.PTransform):
+    """liveinference's RunInference, configured from plain values.
+
+    The output is a PCollection of Rows `(example, inference, model_id)` of the declared
+    types (pairs `(key, Row)` with `keyed=True`); with `exception_handling=True` it is a dict
+    with that PCollection under "predictions" and Rows `(element, stage, error)` of every
+    dead letter (preprocessing, model load, inference, postprocessing) under "dead_letters".
+
+    Args:
+        handler: A handler name: "sklearn_numpy", "sklearn_pandas", "pytorch_tensor",
+            "pytorch_keyed_tensor", "tf_numpy", "tf_tensor".
+        handler_args: The handler's keyword arguments as plain values (a dict, or a Row from
+            Java); callables by qualified name, enums by member name.
+        example_type: The type of `example` in the output: "int64", "int32", "double",
+            "float", "string", "boolean", "bytes" or "array<...>" of one of them.
+        inference_type: The type of `inference` in the output, likewise.
+        preprocess: Qualified names of functions applied to each element, in order.
+        postprocess: Qualified names of functions applied to each PredictionResult, in
+            order; each must return a PredictionResult.
+        watch_model_pattern: A file pattern watched for new model versions.
+        interval: Seconds between two looks at `watch_model_pattern`.
+        exception_handling: Dead-letter failing elements instead of failing the pipeline.
+        keyed: Input elements are `(key, example)` pairs; functions apply to the example.
+        key_type: The type of the keys, with `keyed`.
+        policy: Which functions may be named; defaults to the process's (`set_policy`).
+
+    Raises:
+        ValueError: for an unknown handler or type name, or an interval without a pattern.
+        TypeError: for an argument of the wrong type, or an unknown handler argument.
+        PermissionError: for a function outside the allowed modules, or refused inline source.
+        FileNotFoundError: for a local model file that does not exist.
+    """
+
+    def __init__(
+        self,
+        handler: str,
+        handler_args: Optional[Mapping[str, Any]] = None,
+        *,
+        example_type: str = "array<double>",
+        inference_type: str = "int64",
+        preprocess: Optional[Sequence[str]] = None,
+        postprocess: Optional[Sequence[str]] = None,
+        watch_model_pattern: Optional[str] = None,
+        interval: Optional[float] = None,
+        exception_handling: bool = False,
+        keyed: bool = False,
+        key_type: str = "string",
+        policy: Optional[Policy] = None,
+    ) -> None:
+        super().__init__()
+        policy = policy or current_policy()
+        _check("handler", handler, str, "a handler name (a string)")
+        _check("exception_handling", exception_handling, bool, "a boolean")
+        _check("keyed", keyed, bool, "a boolean")
+        row_type = prediction_row_type(
+            parse_type(example_type, "example_type"), parse_type(inference_type, "inference_type")
+        )
+        self._output_type: Any = (
+            Tuple[parse_type(key_type, "key_type"), row_type] if keyed else row_type
+        )
+        self._refresh = self._refresh_kwargs(watch_model_pattern, interval)
+        pre = [policy.resolve(spec, f"preprocess[{index}]")
+               for index, spec in enumerate(_function_names(preprocess, "preprocess"))]
+        post = [policy.resolve(spec, f"postprocess[{index}]")
+                for index, spec in enumerate(_function_names(postprocess, "postprocess"))]
+        model_handler = build_handler(handler, handler_args or {}, policy)
+        if keyed:
+            model_handler = KeyedModelHandler(model_handler)
+            pre = [_OnValue(fn) for fn in pre]
+            post = [_OnValue(fn) for fn in post]
+        # Functions added later run first, as in Beam: add them last to first.
+        for fn in reversed(pre):
+            model_handler = model_handler.with_preprocess_fn(fn)
+        for fn in post:
+            model_handler = model_handler.with_postprocess_fn(fn)
+        row_fn = ToPredictionRow(
+            parse_type(example_type, "example_type"),
+            parse_type(inference_type, "inference_type"),
+            keyed,
+        )
+        self._handler = model_handler.with_postprocess_fn(row_fn)
+        self._exception_handling = exception_handling
+        # Build RunInference now, so that its own checks fail at construction too.
+        self._run_inference = RunInference(self._handler, **self._refresh)
+        self._config = {
+            "handler": handler,
+            "handler_args": as_plain(handler_args) or {},
+            "example_type": example_type,
+            "inference_type": inference_type,
+            "preprocess": list(_function_names(preprocess, "preprocess")),
+            "postprocess": list(_function_names(postprocess, "postprocess")),
+            "watch_model_pattern": watch_model_pattern,
+            "interval": interval,
+            "exception_handling": exception_handling,
+            "keyed": keyed,
+        }
+
+    @staticmethod
+    def _refresh_kwargs(pattern: Any, interval: Any) -> Dict[str, Any]:
+        if pattern is None:
+            if interval is not None:
+                raise ValueError(
+                    f"interval={interval!r} was given without watch_model_pattern; give the "
+                    "file pattern to watch as well, or drop the interval"
+                )
+            return {}
+        _check("watch_model_pattern", pattern, str, "a file pattern (a string)")
+        kwargs: Dict[str, Any] = {"watch_model_pattern": pattern}
+        if interval is not None:
+            _check("interval", interval, (int, float), "a number of seconds")
+            if interval <= 0:
+                raise ValueError(f"interval must be a positive number of seconds, got {interval}")
+            kwargs["interval"] = interval
+        return kwargs
+
+    def annotations(self) -> Dict[str, Any]:
+        """Names the configuration in the pipeline graph."""
+        return {"liveinference_config": repr(self._config), **super().annotations()}
+
+    def expand(self, pcoll: beam.PCollection) -> Any:
+        transform = self._run_inference
+        if not self._exception_handling:
+            results = pcoll | "RunInference" >> transform
+            return results | "AsRows" >> beam.Map(_identity).with_output_types(self._output_type)
+        results, dlq = pcoll | "RunInference" >> transform.with_exception_handling()
+        predictions = results | "AsRows" >> beam.Map(_identity).with_output_types(
+            self._output_type
+        )
+        parts: List[beam.PCollection] = []
+        for field in _DLQ_FIELDS:
+            value = getattr(dlq, field, None)
+            if isinstance(value, beam.PCollection):
+                parts.append(value)
+            elif value:
+                parts.extend(v for v in value if isinstance(v, beam.PCollection))
+        dead_letters = (
+            parts
+            | "AllDeadLetters" >> beam.Flatten()
+            | "DeadLetterRows" >> beam.Map(dead_letter_row).with_output_types(DEAD_LETTER_TYPE)
+        )
+        return {PREDICTIONS: predictions, DEAD_LETTERS: dead_letters}

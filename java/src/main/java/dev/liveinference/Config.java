@@ -1,0 +1,366 @@
+package dev.liveinference;
+
+import java.io.Serializable;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.regex.Pattern;
+import org.apache.beam.sdk.coders.Coder;
+import org.apache.beam.sdk.coders.KvCoder;
+import org.apache.beam.sdk.coders.RowCoder;
+import org.apache.beam.sdk.coders.StringUtf8Coder;
+import org.apache.beam.sdk.coders.VarLongCoder;
+import org.apache.beam.sdk.schemas.Schema;
+import org.apache.beam.sdk.schemas.Schema.FieldType;
+import org.apache.beam.sdk.schemas.Schema.TypeName;
+import org.apache.beam.sdk.values.Row;
+import org.checkerframework.checker.nullness.qual.Nullable;
+import org.joda.time.Duration;
+
+/**
+ * The immutable configuration behind {@link RunInference}: checked when each value is set, and
+ * turned into the keyword arguments of the Python {@code ConfiguredRunInference}.
+ */
+final class Config implements Serializable {
+
+  private static final long serialVersionUID = 1L;
+  private static final Pattern HANDLER = Pattern.compile("[a-z][a-z0-9_]*");
+  private static final Pattern IDENTIFIER = Pattern.compile("[A-Za-z_][A-Za-z0-9_]*");
+  private static final Pattern HOST_PORT = Pattern.compile("(\\[[0-9a-fA-F:.]+\\]|[^:\\s]+):(\\d{1,5})");
+  private static final List<Class<?>> ARG_TYPES =
+      List.of(
+          String.class,
+          Long.class,
+          Integer.class,
+          Double.class,
+          Float.class,
+          Boolean.class,
+          Row.class);
+
+  private final String handler;
+  private final FieldType exampleType;
+  private final FieldType inferenceType;
+  private final @Nullable FieldType keyType;
+  private final Map<String, Object> handlerArgs;
+  private final List<String> preprocess;
+  private final List<String> postprocess;
+  private final @Nullable String watchPattern;
+  private final @Nullable Duration interval;
+  private final boolean exceptionHandling;
+  private final String expansionService;
+  private final long connectTimeoutMillis;
+
+  private Config(
+      String handler,
+      FieldType exampleType,
+      FieldType inferenceType,
+      @Nullable FieldType keyType,
+      Map<String, Object> handlerArgs,
+      List<String> preprocess,
+      List<String> postprocess,
+      @Nullable String watchPattern,
+      @Nullable Duration interval,
+      boolean exceptionHandling,
+      String expansionService,
+      long connectTimeoutMillis) {
+    this.handler = handler;
+    this.exampleType = exampleType;
+    this.inferenceType = inferenceType;
+    this.keyType = keyType;
+    this.handlerArgs = Collections.unmodifiableMap(new LinkedHashMap<>(handlerArgs));
+    this.preprocess = List.copyOf(preprocess);
+    this.postprocess = List.copyOf(postprocess);
+    this.watchPattern = watchPattern;
+    this.interval = interval;
+    this.exceptionHandling = exceptionHandling;
+    this.expansionService = expansionService;
+    this.connectTimeoutMillis = connectTimeoutMillis;
+  }
+
+  static Config of(String handler, FieldType exampleType, FieldType inferenceType) {
+    if (handler == null || !HANDLER.matcher(handler).matches()) {
+      throw new IllegalArgumentException(
+          "handler must be a handler name such as \"sklearn_numpy\" (lower case, digits and"
+              + " underscores), got "
+              + quote(handler));
+    }
+    typeName(exampleType, "exampleType");
+    typeName(inferenceType, "inferenceType");
+    return new Config(
+        handler,
+        exampleType,
+        inferenceType,
+        null,
+        Map.of(),
+        List.of(),
+        List.of(),
+        null,
+        null,
+        false,
+        RunInference.DEFAULT_EXPANSION_SERVICE,
+        10_000);
+  }
+
+  Config keyed(FieldType keyType) {
+    if (keyType == null
+        || !(keyType.getTypeName() == TypeName.STRING || keyType.getTypeName() == TypeName.INT64)) {
+      throw new IllegalArgumentException(
+          "keyType must be FieldType.STRING or FieldType.INT64, got " + keyType);
+    }
+    return copy(keyType, handlerArgs, preprocess, postprocess, watchPattern, interval,
+        exceptionHandling, expansionService, connectTimeoutMillis);
+  }
+
+  Config withHandlerArg(String name, Object value) {
+    if (name == null || !IDENTIFIER.matcher(name).matches()) {
+      throw new IllegalArgumentException(
+          "a handler argument name must be a Python identifier, got " + quote(name));
+    }
+    if (handlerArgs.containsKey(name)) {
+      throw new IllegalArgumentException(
+          "handler argument '"
+              + name
+              + "' is already set to "
+              + handlerArgs.get(name)
+              + "; set each argument once");
+    }
+    if (value == null || !ARG_TYPES.contains(value.getClass())) {
+      throw new IllegalArgumentException(
+          "handler argument '"
+              + name
+              + "' is "
+              + (value == null ? "null" : "a " + value.getClass().getName())
+              + "; give a String, Long, Integer, Double, Float, Boolean or Row (callables by"
+              + " qualified name, enums by member name)");
+    }
+    Map<String, Object> args = new LinkedHashMap<>(handlerArgs);
+    args.put(name, value);
+    return copy(keyType, args, preprocess, postprocess, watchPattern, interval, exceptionHandling,
+        expansionService, connectTimeoutMillis);
+  }
+
+  Config withPreprocess(String qualifiedName) {
+    List<String> functions = new ArrayList<>(preprocess);
+    functions.add(checkFunction(qualifiedName, "withPreprocess"));
+    return copy(keyType, handlerArgs, functions, postprocess, watchPattern, interval,
+        exceptionHandling, expansionService, connectTimeoutMillis);
+  }
+
+  Config withPostprocess(String qualifiedName) {
+    List<String> functions = new ArrayList<>(postprocess);
+    functions.add(checkFunction(qualifiedName, "withPostprocess"));
+    return copy(keyType, handlerArgs, preprocess, functions, watchPattern, interval,
+        exceptionHandling, expansionService, connectTimeoutMillis);
+  }
+
+  Config withModelRefresh(String filePattern, Duration interval) {
+    if (watchPattern != null) {
+      throw new IllegalArgumentException(
+          "model refresh is already set to watch " + quote(watchPattern) + "; set it once");
+    }
+    if (filePattern == null || filePattern.isBlank()) {
+      throw new IllegalArgumentException(
+          "withModelRefresh needs a file pattern such as \"/models/*.pkl\", got "
+              + quote(filePattern));
+    }
+    if (interval == null || interval.getMillis() <= 0) {
+      throw new IllegalArgumentException(
+          "withModelRefresh needs a positive interval, got " + interval);
+    }
+    return copy(keyType, handlerArgs, preprocess, postprocess, filePattern, interval,
+        exceptionHandling, expansionService, connectTimeoutMillis);
+  }
+
+  Config withExceptionHandling() {
+    return copy(keyType, handlerArgs, preprocess, postprocess, watchPattern, interval, true,
+        expansionService, connectTimeoutMillis);
+  }
+
+  Config withExpansionService(String hostAndPort) {
+    if (hostAndPort == null || !HOST_PORT.matcher(hostAndPort).matches()) {
+      throw new IllegalArgumentException(
+          "the expansion service must be given as host:port, such as \"localhost:8097\", got "
+              + quote(hostAndPort));
+    }
+    int port = Integer.parseInt(hostAndPort.substring(hostAndPort.lastIndexOf(':') + 1));
+    if (port < 1 || port > 65535) {
+      throw new IllegalArgumentException(
+          "the expansion service port must be between 1 and 65535, got " + port);
+    }
+    return copy(keyType, handlerArgs, preprocess, postprocess, watchPattern, interval,
+        exceptionHandling, hostAndPort, connectTimeoutMillis);
+  }
+
+  Config withConnectTimeoutMillis(long millis) {
+    return copy(keyType, handlerArgs, preprocess, postprocess, watchPattern, interval,
+        exceptionHandling, expansionService, millis);
+  }
+
+  String expansionService() {
+    return expansionService;
+  }
+
+  long connectTimeoutMillis() {
+    return connectTimeoutMillis;
+  }
+
+  boolean exceptionHandling() {
+    return exceptionHandling;
+  }
+
+  /** The coder of one prediction: RowCoder, or KvCoder of the key and a RowCoder. */
+  Coder<?> predictionCoder() {
+    RowCoder rows = RowCoder.of(RunInference.predictionSchema(exampleType, inferenceType));
+    if (keyType == null) {
+      return rows;
+    }
+    Coder<?> keys =
+        keyType.getTypeName() == TypeName.STRING ? StringUtf8Coder.of() : VarLongCoder.of();
+    return KvCoder.of(keys, rows);
+  }
+
+  /** A short description for error messages. */
+  String describe() {
+    return "handler=" + handler + ", handler_args=" + handlerArgs.keySet();
+  }
+
+  /** The keyword arguments of {@code ConfiguredRunInference}, as a Row. */
+  Row kwargs() {
+    Schema.Builder schema = Schema.builder().addStringField("handler");
+    List<Object> values = new ArrayList<>();
+    values.add(handler);
+    if (!handlerArgs.isEmpty()) {
+      Row args = handlerArgsRow();
+      schema.addRowField("handler_args", args.getSchema());
+      values.add(args);
+    }
+    schema.addStringField("example_type").addStringField("inference_type");
+    values.add(typeName(exampleType, "exampleType"));
+    values.add(typeName(inferenceType, "inferenceType"));
+    if (!preprocess.isEmpty()) {
+      schema.addArrayField("preprocess", FieldType.STRING);
+      values.add(preprocess);
+    }
+    if (!postprocess.isEmpty()) {
+      schema.addArrayField("postprocess", FieldType.STRING);
+      values.add(postprocess);
+    }
+    if (watchPattern != null && interval != null) {
+      schema.addStringField("watch_model_pattern").addDoubleField("interval");
+      values.add(watchPattern);
+      values.add(interval.getMillis() / 1000.0);
+    }
+    schema.addBooleanField("exception_handling");
+    values.add(exceptionHandling);
+    if (keyType != null) {
+      schema.addBooleanField("keyed").addStringField("key_type");
+      values.add(true);
+      values.add(typeName(keyType, "keyType"));
+    }
+    return Row.withSchema(schema.build()).addValues(values).build();
+  }
+
+  private Row handlerArgsRow() {
+    Schema.Builder schema = Schema.builder();
+    for (Map.Entry<String, Object> arg : handlerArgs.entrySet()) {
+      Object value = arg.getValue();
+      String name = arg.getKey();
+      if (value instanceof String) {
+        schema.addStringField(name);
+      } else if (value instanceof Long) {
+        schema.addInt64Field(name);
+      } else if (value instanceof Integer) {
+        schema.addInt32Field(name);
+      } else if (value instanceof Double) {
+        schema.addDoubleField(name);
+      } else if (value instanceof Float) {
+        schema.addFloatField(name);
+      } else if (value instanceof Boolean) {
+        schema.addBooleanField(name);
+      } else {
+        schema.addRowField(name, ((Row) value).getSchema());
+      }
+    }
+    return Row.withSchema(schema.build()).addValues(new ArrayList<>(handlerArgs.values())).build();
+  }
+
+  /**
+   * The name Python knows a field type by: int64, int32, int16, double, float, string, boolean,
+   * bytes, or array&lt;...&gt; of those.
+   */
+  static String typeName(FieldType type, String what) {
+    if (type == null) {
+      throw new IllegalArgumentException(what + " must not be null");
+    }
+    switch (type.getTypeName()) {
+      case INT64:
+        return "int64";
+      case INT32:
+        return "int32";
+      case INT16:
+        return "int16";
+      case DOUBLE:
+        return "double";
+      case FLOAT:
+        return "float";
+      case STRING:
+        return "string";
+      case BOOLEAN:
+        return "boolean";
+      case BYTES:
+        return "bytes";
+      case ARRAY:
+      case ITERABLE:
+        return "array<" + typeName(type.getCollectionElementType(), what) + ">";
+      default:
+        throw new IllegalArgumentException(
+            what
+                + " "
+                + type
+                + " cannot cross to Python; use INT64, INT32, INT16, DOUBLE, FLOAT, STRING,"
+                + " BOOLEAN, BYTES or an array of one of them");
+    }
+  }
+
+  private static String checkFunction(String qualifiedName, String method) {
+    if (qualifiedName == null || qualifiedName.isBlank()) {
+      throw new IllegalArgumentException(
+          method
+              + " needs a qualified Python function name such as"
+              + " \"liveinference_expansion.functions.parse_csv_floats\", got "
+              + quote(qualifiedName));
+    }
+    return qualifiedName;
+  }
+
+  private static String quote(@Nullable String text) {
+    return text == null ? "null" : "\"" + text + "\"";
+  }
+
+  private Config copy(
+      @Nullable FieldType keyType,
+      Map<String, Object> handlerArgs,
+      List<String> preprocess,
+      List<String> postprocess,
+      @Nullable String watchPattern,
+      @Nullable Duration interval,
+      boolean exceptionHandling,
+      String expansionService,
+      long connectTimeoutMillis) {
+    return new Config(
+        handler,
+        exampleType,
+        inferenceType,
+        keyType,
+        handlerArgs,
+        preprocess,
+        postprocess,
+        watchPattern,
+        interval,
+        exceptionHandling,
+        expansionService,
+        connectTimeoutMillis);
+  }
+}

@@ -1,0 +1,320 @@
+package dev.liveinference.examples;
+
+import dev.liveinference.InferenceResult;
+import dev.liveinference.RunInference;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Paths;
+import java.nio.file.StandardOpenOption;
+import org.apache.beam.sdk.Pipeline;
+import org.apache.beam.sdk.PipelineResult;
+import org.apache.beam.sdk.io.TextIO;
+import org.apache.beam.sdk.options.Default;
+import org.apache.beam.sdk.options.Description;
+import org.apache.beam.sdk.options.PipelineOptions;
+import org.apache.beam.sdk.options.PipelineOptionsFactory;
+import org.apache.beam.sdk.options.Validation;
+import org.apache.beam.sdk.schemas.Schema.FieldType;
+import org.apache.beam.sdk.transforms.DoFn;
+import org.apache.beam.sdk.transforms.MapElements;
+import org.apache.beam.sdk.transforms.ParDo;
+import org.apache.beam.sdk.transforms.Watch;
+import org.apache.beam.sdk.values.PCollection;
+import org.apache.beam.sdk.values.Row;
+import org.apache.beam.sdk.values.TypeDescriptors;
+import org.joda.time.Duration;
+
+/**
+ * Classifies CSV rows with a scikit-learn model through liveinference: reads rows from a file,
+ * parses them in Python, writes predictions and dead letters to two files (one line each,
+ * tab-separated).
+ *
+ * <pre>
+ * java -cp ... dev.liveinference.examples.ClassifyRows \
+ *   --input=rows.csv --model=/models/v1.pkl \
+ *   --predictions=predictions.tsv --deadLetters=dead.tsv \
+ *   --expansionService=localhost:8097 \
+ *   --runner=PortableRunner --jobEndpoint=localhost:8099 ...
+ * </pre>
+ *
+ * <p>With {@code --watchInputSeconds=N}, {@code --input} is a file pattern watched for new files
+ * (an unbounded, streaming pipeline) until no new file came for N seconds, and a model dropped
+ * into {@code --watchPattern} mid-run takes over from the next batch on.
+ */
+public final class ClassifyRows {
+
+  private ClassifyRows() {}
+
+  /** Options of the example. */
+  public interface Options extends PipelineOptions {
+    /**
+     * The input file: one comma-separated row of numbers per line.
+     *
+     * @return the path
+     */
+    @Description("Input file, one CSV row of numbers per line")
+    @Validation.Required
+    String getInput();
+
+    /**
+     * Sets the input file.
+     *
+     * @param value the path
+     */
+    void setInput(String value);
+
+    /**
+     * The scikit-learn model file (pickle).
+     *
+     * @return the path
+     */
+    @Description("scikit-learn model file (pickle)")
+    @Validation.Required
+    String getModel();
+
+    /**
+     * Sets the model file.
+     *
+     * @param value the path
+     */
+    void setModel(String value);
+
+    /**
+     * Where predictions are appended: example, inference, model_id per line.
+     *
+     * @return the path
+     */
+    @Description("Predictions output file (appended)")
+    @Validation.Required
+    String getPredictions();
+
+    /**
+     * Sets the predictions file.
+     *
+     * @param value the path
+     */
+    void setPredictions(String value);
+
+    /**
+     * Where dead letters are appended: element, stage, error per line.
+     *
+     * @return the path
+     */
+    @Description("Dead-letter output file (appended)")
+    @Validation.Required
+    String getDeadLetters();
+
+    /**
+     * Sets the dead-letter file.
+     *
+     * @param value the path
+     */
+    void setDeadLetters(String value);
+
+    /**
+     * The liveinference expansion service.
+     *
+     * @return host:port
+     */
+    @Description("liveinference expansion service, host:port")
+    @Default.String("localhost:8097")
+    String getExpansionService();
+
+    /**
+     * Sets the expansion service.
+     *
+     * @param value host:port
+     */
+    void setExpansionService(String value);
+
+    /**
+     * A file pattern watched for new model versions; empty for none.
+     *
+     * @return the pattern
+     */
+    @Description("File pattern watched for new models (empty: no refresh)")
+    @Default.String("")
+    String getWatchPattern();
+
+    /**
+     * Sets the watched pattern.
+     *
+     * @param value the pattern
+     */
+    void setWatchPattern(String value);
+
+    /**
+     * Seconds between two looks at the watched pattern.
+     *
+     * @return seconds
+     */
+    @Description("Seconds between two looks at --watchPattern")
+    @Default.Double(1.0)
+    Double getRefreshSeconds();
+
+    /**
+     * Sets the refresh interval.
+     *
+     * @param value seconds
+     */
+    void setRefreshSeconds(Double value);
+
+    /**
+     * Seconds without a new input file after which a watched input ends; 0 reads the input
+     * pattern once (batch).
+     *
+     * @return seconds
+     */
+    @Description("Watch --input for new files, ending after this many seconds without one"
+        + " (0: read it once)")
+    @Default.Long(0)
+    Long getWatchInputSeconds();
+
+    /**
+     * Sets how long a watched input waits for new files.
+     *
+     * @param value seconds
+     */
+    void setWatchInputSeconds(Long value);
+
+    /**
+     * The largest batch the Python side makes (0: its default).
+     *
+     * @return rows
+     */
+    @Description("max_batch_size of the handler (0: default)")
+    @Default.Integer(0)
+    Integer getMaxBatchSize();
+
+    /**
+     * Sets the largest batch.
+     *
+     * @param value rows
+     */
+    void setMaxBatchSize(Integer value);
+  }
+
+  /** Appends each line to a file, a bundle at a time; works for bounded and unbounded input. */
+  static final class AppendLines extends DoFn<String, Void> {
+    private static final Object LOCK = new Object();
+    private final String path;
+    private transient StringBuilder buffer;
+
+    AppendLines(String path) {
+      this.path = path;
+    }
+
+    @StartBundle
+    public void startBundle() {
+      buffer = new StringBuilder();
+    }
+
+    @ProcessElement
+    public void processElement(@Element String line) {
+      buffer.append(line).append('\n');
+    }
+
+    @FinishBundle
+    public void finishBundle() throws IOException {
+      if (buffer.length() == 0) {
+        return;
+      }
+      synchronized (LOCK) {
+        Files.write(
+            Paths.get(path),
+            buffer.toString().getBytes(StandardCharsets.UTF_8),
+            StandardOpenOption.CREATE,
+            StandardOpenOption.APPEND);
+      }
+      buffer.setLength(0);
+    }
+  }
+
+  private static String clean(Object value) {
+    return String.valueOf(value).replace('\t', ' ').replace('\n', ' ');
+  }
+
+  /**
+   * Builds the pipeline.
+   *
+   * @param options the options
+   * @return the pipeline, not yet run
+   */
+  public static Pipeline build(Options options) {
+    Pipeline pipeline = Pipeline.create(options);
+    PCollection<String> lines;
+    if (options.getWatchInputSeconds() > 0) {
+      lines =
+          pipeline.apply(
+              "Watch",
+              TextIO.read()
+                  .from(options.getInput())
+                  .watchForNewFiles(
+                      Duration.millis(500),
+                      Watch.Growth.afterTimeSinceNewOutput(
+                          Duration.standardSeconds(options.getWatchInputSeconds()))));
+    } else {
+      lines = pipeline.apply("Read", TextIO.read().from(options.getInput()));
+    }
+
+    RunInference.WithExceptionHandling<Row> classify =
+        RunInference.of("sklearn_numpy", FieldType.array(FieldType.DOUBLE), FieldType.INT64)
+            .withHandlerArg("model_uri", options.getModel())
+            .withPreprocess("liveinference_expansion.functions.parse_csv_floats")
+            .withExpansionService(options.getExpansionService())
+            .withExceptionHandling();
+    if (options.getMaxBatchSize() > 0) {
+      classify = classify.withHandlerArg("max_batch_size", options.getMaxBatchSize());
+    }
+    if (!options.getWatchPattern().isEmpty()) {
+      classify =
+          classify.withModelRefresh(
+              options.getWatchPattern(),
+              Duration.millis(Math.round(options.getRefreshSeconds() * 1000)));
+    }
+    InferenceResult<Row> result = lines.apply("Classify", classify);
+
+    result
+        .getPredictions()
+        .apply(
+            "FormatPredictions",
+            MapElements.into(TypeDescriptors.strings())
+                .via(
+                    (Row row) ->
+                        clean(row.getArray("example"))
+                            + "\t"
+                            + row.getInt64("inference")
+                            + "\t"
+                            + clean(row.getString("model_id"))))
+        .apply("WritePredictions", ParDo.of(new AppendLines(options.getPredictions())));
+    result
+        .getDeadLetters()
+        .apply(
+            "FormatDeadLetters",
+            MapElements.into(TypeDescriptors.strings())
+                .via(
+                    (Row row) ->
+                        clean(row.getString("element"))
+                            + "\t"
+                            + clean(row.getString("stage"))
+                            + "\t"
+                            + clean(row.getString("error"))))
+        .apply("WriteDeadLetters", ParDo.of(new AppendLines(options.getDeadLetters())));
+    return pipeline;
+  }
+
+  /**
+   * Runs the example and waits for it to finish.
+   *
+   * @param args pipeline options, see {@link Options}
+   */
+  public static void main(String[] args) {
+    Options options = PipelineOptionsFactory.fromArgs(args).withValidation().as(Options.class);
+    PipelineResult.State state = build(options).run().waitUntilFinish();
+    System.out.println("ClassifyRows finished: " + state);
+    if (state != PipelineResult.State.DONE) {
+      System.exit(1);
+    }
+  }
+}

@@ -1,0 +1,200 @@
+package dev.liveinference;
+
+import static org.junit.Assert.assertEquals;
+import static org.junit.Assert.assertFalse;
+import static org.junit.Assert.assertThrows;
+import static org.junit.Assert.assertTrue;
+
+import java.io.IOException;
+import java.net.ServerSocket;
+import java.util.List;
+import org.apache.beam.sdk.Pipeline;
+import org.apache.beam.sdk.options.PipelineOptionsFactory;
+import org.apache.beam.sdk.schemas.Schema;
+import org.apache.beam.sdk.schemas.Schema.FieldType;
+import org.apache.beam.sdk.transforms.Create;
+import org.apache.beam.sdk.values.PCollection;
+import org.apache.beam.sdk.values.Row;
+import org.joda.time.Duration;
+import org.junit.Test;
+import org.junit.runner.RunWith;
+import org.junit.runners.JUnit4;
+
+/** The request the builder produces, and the combinations it refuses at construction. */
+@RunWith(JUnit4.class)
+public class RunInferenceTest {
+
+  private static final FieldType DOUBLES = FieldType.array(FieldType.DOUBLE);
+
+  private static RunInference<Row> classifier() {
+    return RunInference.of("sklearn_numpy", DOUBLES, FieldType.INT64);
+  }
+
+  @Test
+  public void minimalRequestNamesHandlerTypesAndNoExceptionHandling() {
+    Row kwargs = classifier().kwargs();
+    assertEquals(
+        List.of("handler", "example_type", "inference_type", "exception_handling"),
+        kwargs.getSchema().getFieldNames());
+    assertEquals("sklearn_numpy", kwargs.getString("handler"));
+    assertEquals("array<double>", kwargs.getString("example_type"));
+    assertEquals("int64", kwargs.getString("inference_type"));
+    assertEquals(false, kwargs.getBoolean("exception_handling"));
+    assertEquals(RunInference.DEFAULT_EXPANSION_SERVICE, classifier().expansionService());
+  }
+
+  @Test
+  public void fullRequestCarriesEveryValueWithItsType() {
+    Row kwargs =
+        classifier()
+            .withHandlerArg("model_uri", "/models/v1.pkl")
+            .withHandlerArg("max_batch_size", 64)
+            .withHandlerArg("large_model", true)
+            .withPreprocess("liveinference_expansion.functions.parse_csv_floats")
+            .withPreprocess("mypkg.features.scale")
+            .withPostprocess("liveinference_expansion.functions.argmax_inference")
+            .withModelRefresh("/models/*.pkl", Duration.millis(2500))
+            .withExpansionService("127.0.0.1:9000")
+            .withExceptionHandling()
+            .kwargs();
+    Row handlerArgs = kwargs.getRow("handler_args");
+    assertEquals("/models/v1.pkl", handlerArgs.getString("model_uri"));
+    assertEquals(Integer.valueOf(64), handlerArgs.getInt32("max_batch_size"));
+    assertEquals(true, handlerArgs.getBoolean("large_model"));
+    assertEquals(
+        List.of("liveinference_expansion.functions.parse_csv_floats", "mypkg.features.scale"),
+        List.copyOf(kwargs.getArray("preprocess")));
+    assertEquals(
+        List.of("liveinference_expansion.functions.argmax_inference"),
+        List.copyOf(kwargs.getArray("postprocess")));
+    assertEquals("/models/*.pkl", kwargs.getString("watch_model_pattern"));
+    assertEquals(2.5, kwargs.getDouble("interval"), 0.0);
+    assertEquals(true, kwargs.getBoolean("exception_handling"));
+    assertFalse(kwargs.getSchema().hasField("keyed"));
+  }
+
+  @Test
+  public void keyedRequestNamesTheKeyType() {
+    Row kwargs =
+        RunInference.<String>ofKVs("sklearn_numpy", FieldType.STRING, DOUBLES, FieldType.DOUBLE)
+            .kwargs();
+    assertEquals(true, kwargs.getBoolean("keyed"));
+    assertEquals("string", kwargs.getString("key_type"));
+    assertEquals("double", kwargs.getString("inference_type"));
+  }
+
+  @Test
+  public void withMethodsReturnNewTransformsAndLeaveTheOriginalAlone() {
+    RunInference<Row> base = classifier();
+    RunInference<Row> withArg = base.withHandlerArg("model_uri", "/m.pkl");
+    RunInference<Row> withService = base.withExpansionService("localhost:1234");
+    assertFalse(base.kwargs().getSchema().hasField("handler_args"));
+    assertTrue(withArg.kwargs().getSchema().hasField("handler_args"));
+    assertEquals(RunInference.DEFAULT_EXPANSION_SERVICE, base.expansionService());
+    assertEquals("localhost:1234", withService.expansionService());
+  }
+
+  @Test
+  public void typeNamesCoverArraysAndScalars() {
+    assertEquals("array<array<float>>",
+        Config.typeName(FieldType.array(FieldType.array(FieldType.FLOAT)), "t"));
+    assertEquals("string", Config.typeName(FieldType.STRING, "t"));
+    assertEquals("array<int32>", Config.typeName(FieldType.iterable(FieldType.INT32), "t"));
+  }
+
+  @Test
+  public void predictionSchemaHasANullableModelId() {
+    Schema schema = RunInference.predictionSchema(DOUBLES, FieldType.INT64);
+    assertEquals(List.of("example", "inference", "model_id"), schema.getFieldNames());
+    assertTrue(schema.getField("model_id").getType().getNullable());
+  }
+
+  private static void assertRefused(Runnable build, String... fragments) {
+    IllegalArgumentException error = assertThrows(IllegalArgumentException.class, build::run);
+    for (String fragment : fragments) {
+      assertTrue(
+          "message '" + error.getMessage() + "' should contain '" + fragment + "'",
+          error.getMessage().contains(fragment));
+    }
+  }
+
+  @Test
+  public void refusesMalformedHandlerNames() {
+    assertRefused(() -> RunInference.of("", DOUBLES, FieldType.INT64), "handler", "\"\"");
+    assertRefused(() -> RunInference.of("Sklearn Numpy", DOUBLES, FieldType.INT64),
+        "\"Sklearn Numpy\"");
+    assertRefused(() -> RunInference.of(null, DOUBLES, FieldType.INT64), "null");
+  }
+
+  @Test
+  public void refusesTypesThatCannotCrossToPython() {
+    assertRefused(() -> RunInference.of("sklearn_numpy", FieldType.DATETIME, FieldType.INT64),
+        "exampleType", "cannot cross to Python");
+    assertRefused(
+        () -> RunInference.of("sklearn_numpy", DOUBLES,
+            FieldType.map(FieldType.STRING, FieldType.INT64)),
+        "inferenceType");
+    assertRefused(() -> RunInference.of("sklearn_numpy", null, FieldType.INT64),
+        "exampleType must not be null");
+    assertRefused(
+        () -> RunInference.ofKVs("sklearn_numpy", FieldType.DOUBLE, DOUBLES, FieldType.INT64),
+        "keyType must be FieldType.STRING or FieldType.INT64");
+  }
+
+  @Test
+  public void refusesBadHandlerArguments() {
+    assertRefused(() -> classifier().withHandlerArg("model_uri", List.of("a", "b")),
+        "'model_uri'", "java.util", "give a String, Long");
+    assertRefused(() -> classifier().withHandlerArg("model_uri", null), "null");
+    assertRefused(() -> classifier().withHandlerArg("model-uri", "x"), "Python identifier");
+    assertRefused(
+        () -> classifier().withHandlerArg("model_uri", "a").withHandlerArg("model_uri", "b"),
+        "'model_uri' is already set");
+  }
+
+  @Test
+  public void refusesBadRefreshAndFunctionSettings() {
+    assertRefused(() -> classifier().withModelRefresh("/m/*.pkl", Duration.ZERO),
+        "positive interval");
+    assertRefused(() -> classifier().withModelRefresh(" ", Duration.standardSeconds(1)),
+        "file pattern");
+    assertRefused(
+        () -> classifier()
+            .withModelRefresh("/a/*.pkl", Duration.standardSeconds(1))
+            .withModelRefresh("/b/*.pkl", Duration.standardSeconds(1)),
+        "already set to watch \"/a/*.pkl\"");
+    assertRefused(() -> classifier().withPreprocess(""), "withPreprocess");
+    assertRefused(() -> classifier().withExceptionHandling().withPostprocess(null),
+        "withPostprocess");
+  }
+
+  @Test
+  public void refusesMalformedExpansionServiceAddresses() {
+    assertRefused(() -> classifier().withExpansionService("localhost"), "host:port");
+    assertRefused(() -> classifier().withExpansionService("localhost:70000"), "65535");
+    assertRefused(() -> classifier().withExceptionHandling().withExpansionService(":80"),
+        "host:port");
+  }
+
+  @Test
+  public void unreachableExpansionServiceFailsAtConstructionNamingAddressAndFix()
+      throws IOException {
+    int port;
+    try (ServerSocket socket = new ServerSocket(0)) {
+      port = socket.getLocalPort();
+    }
+    Pipeline pipeline =
+        Pipeline.create(PipelineOptionsFactory.fromArgs("--runner=PortableRunner", "--jobEndpoint=localhost:1").create());
+    PCollection<String> lines = pipeline.apply(Create.of("1,2,3,4"));
+    RunInference<Row> transform =
+        classifier()
+            .withExpansionService("localhost:" + port)
+            .withExpansionServiceTimeout(Duration.millis(300));
+    IllegalStateException error =
+        assertThrows(IllegalStateException.class, () -> lines.apply(transform));
+    assertTrue(error.getMessage(),
+        error.getMessage().contains("cannot reach the liveinference expansion service at"
+            + " localhost:" + port));
+    assertTrue(error.getMessage(), error.getMessage().contains("liveinference serve --port"));
+  }
+}
