@@ -108,7 +108,10 @@ def _make_onnx(directory: str) -> Dict[str, Any]:
     weights = rng.normal(size=(FEATURES, 2)).astype(numpy.float32)
     bias = rng.normal(size=2).astype(numpy.float32)
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "W"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["y"])],
+        [
+            helper.make_node("MatMul", ["x", "W"], ["xw"]),
+            helper.make_node("Add", ["xw", "b"], ["y"]),
+        ],
         "linear",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, FEATURES])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 2])],
