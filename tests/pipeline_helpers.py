@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import pickle
+import sys
 import uuid
-from typing import Any, Iterator, List
+from typing import Any, Dict, Iterator, List, Tuple
 
 import apache_beam as beam
 
-__all__ = ["Collect", "read_collected"]
+__all__ = ["Collect", "query_metrics", "read_collected"]
 
 
 class _CollectDoFn(beam.DoFn):
@@ -53,3 +54,22 @@ def read_collected(directory: str) -> List[Any]:
         with open(os.path.join(directory, name), "rb") as file:
             items.extend(pickle.load(file))
     return items
+
+
+def query_metrics(result: Any, namespace: str) -> Tuple[Dict[str, int], Dict[str, Any]]:
+    """Returns ({counter: value}, {distribution: DistributionResult}) of `namespace`.
+
+    Beam's local runner chains one lazy generator per bundle to merge metrics; a streaming
+    run has many bundles, so reading them needs a deeper stack than Python's default.
+    """
+    from apache_beam.metrics.metric import MetricsFilter
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 20_000))
+    try:
+        query = result.metrics().query(MetricsFilter().with_namespace(namespace))
+    finally:
+        sys.setrecursionlimit(limit)
+    counters = {c.key.metric.name: c.committed for c in query["counters"]}
+    distributions = {d.key.metric.name: d.committed for d in query["distributions"]}
+    return counters, distributions

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 
 import apache_beam as beam
 import numpy
 import pytest
-from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.transforms.periodicsequence import PeriodicImpulse
 
 from liveinference import (
@@ -24,6 +22,7 @@ from liveinference import (
 )
 from liveinference.frameworks.sklearn import SklearnModelHandlerNumpy
 
+from pipeline_helpers import query_metrics
 from refresh_models import write_model
 from test_streaming import _later, _run_models, _stream
 
@@ -88,20 +87,12 @@ def test_metrics_are_prefixed_by_the_model_name_after_a_refresh(run_pipeline, mo
         )}
 
     results = run_pipeline(build, streaming=True)["results"]
-    # Beam's local runner chains one lazy generator per bundle to merge metrics; a
-    # streaming run has many bundles, so reading them needs a deeper stack.
-    limit = sys.getrecursionlimit()
-    sys.setrecursionlimit(20_000)
-    try:
-        query = run_pipeline.result.metrics().query(MetricsFilter().with_namespace("BeamML_Sklearn"))
-    finally:
-        sys.setrecursionlimit(limit)
-    counters = {c.key.metric.name: c.committed for c in query["counters"]}
+    counters, distributions = query_metrics(run_pipeline.result, "BeamML_Sklearn")
     by_model = {label: sum(1 for r in results if int(r.inference) == label) for label in (1, 2)}
     assert counters["num_inferences"] == by_model[1]
     assert counters["fresh_num_inferences"] == by_model[2] > 0
-    loads = {d.key.metric.name: d.committed.count for d in query["distributions"]}
-    assert loads["load_model_latency_milli_secs"] == 1 and loads["fresh_load_model_latency_milli_secs"] == 1
+    assert distributions["load_model_latency_milli_secs"].count == 1
+    assert distributions["fresh_load_model_latency_milli_secs"].count == 1
 
 
 def test_per_key_models_are_refreshed_per_key(run_pipeline, model_dir):

@@ -13,6 +13,7 @@ from apache_beam.transforms.periodicsequence import PeriodicImpulse
 from liveinference import RunInference
 from liveinference.frameworks.sklearn import SklearnModelHandlerNumpy
 
+from pipeline_helpers import query_metrics
 from refresh_models import constant_model, write_model
 
 RATE_SECONDS = 0.05
@@ -136,3 +137,5 @@ def test_validation_keeps_a_rejected_model_from_serving(run_pipeline, model_dir)
     assert _run_models(out["results"]) == [1, 2]
     [rejected] = out["loads"]
     assert rejected.stage == "validate" and rejected.model_id == str(watched / "v9.pkl")
+    counters, _ = query_metrics(run_pipeline.result, "BeamML_Sklearn")
+    assert counters["failed_model_loads"] == 1
