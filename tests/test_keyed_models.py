@@ -76,3 +76,17 @@ def test_without_a_bound_every_model_loads_once_and_none_is_evicted(run_pipeline
     counters = _counters(run_pipeline.result, "BeamML_KeyedModels")
     assert counters["num_model_loads"] == 3
     assert counters.get("num_model_evictions", 0) == 0
+
+
+def test_loads_are_counted_when_inference_runs_under_a_timeout(run_pipeline, tmp_path, dataset):
+    paths = _constant_models(tmp_path, dataset)
+    handler = KeyedModelHandler([KeyModelMapping([key], SklearnModelHandlerNumpy(path)) for key, path in paths.items()])
+    pairs = [(key, ROW) for key in "abcabc"]
+
+    def build(p):
+        results, _ = p | beam.Create(pairs) | RunInference(handler).with_exception_handling(timeout=30)
+        return {"r": results}
+
+    out = run_pipeline(build)["r"]
+    assert len(out) == 6
+    assert _counters(run_pipeline.result, "BeamML_KeyedModels")["num_model_loads"] == 3

@@ -86,3 +86,11 @@ def test_without_sharing_each_worker_process_loads_its_own_copy(run_pipeline, wo
     batch_pids = set(_pids(tmp_path / "batches"))
     assert len(batch_pids) == 2
     assert sorted(_pids(tmp_path / "loads")) == sorted(batch_pids)
+
+
+def test_model_copies_loads_that_many_copies_per_machine(run_pipeline, worker_path, sklearn_model_path, dataset, tmp_path):
+    x, _ = dataset
+    handler = PidRecordingHandler(sklearn_model_path, str(tmp_path), model_copies=2)
+    out = _run_two_processes(run_pipeline, handler, list(x[:200]))
+    assert len(out) == 200
+    assert len(_pids(tmp_path / "loads")) == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -17,7 +18,7 @@ from liveinference.refresh.config import RefreshConfig
 from liveinference.refresh.slot import LoadReport, ModelSlot, Serving
 from liveinference.timeouts import call_with_timeout
 
-__all__ = ["FAILED", "FAILED_MODEL_LOADS", "InferenceDoFn"]
+__all__ = ["FAILED", "FAILED_MODEL_LOADS", "InferenceDoFn", "ModelCopies"]
 
 FAILED = "failed"
 FAILED_MODEL_LOADS = "failed_model_loads"
@@ -35,6 +36,22 @@ def _stamped(results: List[Any], model_id: Optional[str]) -> List[Any]:
     if isinstance(first, PredictionResult) and first.model_id is None:
         return [result._replace(model_id=model_id) for result in results]
     return results
+
+
+class ModelCopies:
+    """The copies of a model shared across processes (`model_copies=N`), used in turn.
+
+    Args:
+        copies: Proxies of the loaded copies.
+    """
+
+    def __init__(self, copies: List[Any]) -> None:
+        self._copies = copies
+        self._turns = itertools.count()
+
+    def pick(self) -> Any:
+        """Returns the copy whose turn it is (round-robin across batches)."""
+        return self._copies[next(self._turns) % len(self._copies)]
 
 
 class InferenceDoFn(beam.DoFn):
@@ -76,9 +93,13 @@ class InferenceDoFn(beam.DoFn):
         handler = self._handler
         if not handler.share_model_across_processes():
             return handler.load_model()
-        return multi_process_shared.MultiProcessShared(
-            handler.load_model, tag=f"{self._model_tag}-model", always_proxy=True
-        ).acquire()
+        copies = [
+            multi_process_shared.MultiProcessShared(
+                handler.load_model, tag=f"{self._model_tag}-model-{index}", always_proxy=True
+            ).acquire()
+            for index in range(max(1, handler.model_copies()))
+        ]
+        return copies[0] if len(copies) == 1 else ModelCopies(copies)
 
     def _make_slot(self) -> ModelSlot:
         return ModelSlot(self._handler, self._load_model)
@@ -104,8 +125,12 @@ class InferenceDoFn(beam.DoFn):
         return metrics
 
     def _run(self, serving: Serving, batch: Sequence[Any], inference_args: Any) -> List[Any]:
+        model = serving.model
+        if isinstance(model, ModelCopies):
+            model = model.pick()
+
         def call() -> List[Any]:
-            return list(serving.handler.run_inference(batch, serving.model, inference_args))
+            return list(serving.handler.run_inference(batch, model, inference_args))
 
         results = call_with_timeout(call, self._timeout, f"inference on {len(batch)} examples")
         return _stamped(results, serving.model_id)

@@ -6,6 +6,8 @@ import concurrent.futures
 import threading
 from typing import Any, Callable, Optional
 
+from apache_beam.runners.worker import statesampler
+
 __all__ = ["call_with_timeout", "start_in_thread", "wait_for"]
 
 
@@ -52,4 +54,15 @@ def call_with_timeout(fn: Callable[[], Any], timeout: Optional[float], what: str
     """
     if timeout is None:
         return fn()
-    return wait_for(start_in_thread(fn, what), timeout, what)
+    tracker = statesampler.get_current_tracker()
+
+    def with_metrics_context() -> Any:
+        # Beam finds the step's metrics through the thread's state tracker; carry it over
+        # so that metrics updated inside `fn` are not dropped.
+        statesampler.set_current_tracker(tracker)
+        try:
+            return fn()
+        finally:
+            statesampler.set_current_tracker(None)
+
+    return wait_for(start_in_thread(with_metrics_context, what), timeout, what)
