@@ -201,9 +201,9 @@ class InferenceDoFn(beam.DoFn):
                 (time.perf_counter_ns() - started) // 1000,
             )
         yield from results
-        for element, error in failures:
+        for element, failure in failures:
             yield TaggedOutput(
-                FAILED, FailureRecord.of(element, "inference", error, serving.model_id)
+                FAILED, FailureRecord.of(element, "inference", failure, serving.model_id)
             )
 
     def finish_bundle(self) -> Optional[List[Any]]:

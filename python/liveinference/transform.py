@@ -230,9 +230,8 @@ class RunInference(beam.PTransform):
         dofn = InferenceDoFn(
             handler, namespace, self._model_tag, self._catch, self._timeout, self._refresh
         )
-        pardo = beam.ParDo(dofn, self._inference_args).with_resource_hints(
-            **handler.get_resource_hints()
-        )
+        pardo = beam.ParDo(dofn, self._inference_args)
+        pardo.with_resource_hints(**handler.get_resource_hints())
         if self._catch is None:
             return batches | "RunInference" >> pardo, None, None
         tags = (FAILED, FAILED_MODEL_LOADS)
