@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import apache_beam as beam
-import numpy
 import pytest
 from apache_beam.ml.inference import base as beam_base
 from apache_beam.ml.inference import sklearn_inference as beam_sklearn

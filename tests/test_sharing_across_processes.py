@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 
 import apache_beam as beam
-import numpy
 import pytest
 
 from liveinference import RunInference
