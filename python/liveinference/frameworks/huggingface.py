@@ -25,9 +25,9 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Unio
 
 import torch
 
-from liveinference.contract import ModelHandler, PredictionResult
+from liveinference.contract import PredictionResult
 from liveinference.errors import InvalidExampleError, ModelLoadError
-from liveinference.frameworks.options import HandlerOptions
+from liveinference.frameworks.options import HandlerOptions, OptionsHandler
 from liveinference.results import to_prediction_results
 
 __all__ = [
@@ -237,7 +237,7 @@ def _tensor_bytes(tensor: Any) -> int:
     return sys.getsizeof(tensor)
 
 
-class _PretrainedHandler(ModelHandler):
+class _PretrainedHandler(OptionsHandler):
     """What the tensor and keyed-tensor handlers share: loading, device and options."""
 
     def __init__(
@@ -262,8 +262,7 @@ class _PretrainedHandler(ModelHandler):
         self._device = _check_device(device)
         self._inference_fn = inference_fn
         self._load_model_args = {"local_files_only": True, **(load_model_args or {})}
-        self._options = options
-        self._env_vars = options.env_vars
+        self._configure(options)
 
     def load_model(self) -> Any:
         """Loads `model_class.from_pretrained(model_uri)` for inference on the device.
@@ -304,18 +303,6 @@ class _PretrainedHandler(ModelHandler):
 
     def validate_inference_args(self, inference_args: _Args) -> None:
         """Accepts any `inference_args`: they go to the model's call as keywords."""
-
-    def batch_elements_kwargs(self) -> Dict[str, Any]:
-        """Returns the batch size bounds given to the constructor."""
-        return self._options.batch_elements_kwargs()
-
-    def share_model_across_processes(self) -> bool:
-        """Returns True for `large_model=True` or an explicit `model_copies`."""
-        return self._options.share_across_processes
-
-    def model_copies(self) -> int:
-        """Returns the number of copies of a model shared across processes."""
-        return self._options.model_copies
 
 
 class HuggingFaceModelHandlerTensor(_PretrainedHandler):
@@ -446,7 +433,7 @@ def _default_pipeline_inference_fn(
     return pipeline(list(batch), **inference_args)
 
 
-class HuggingFacePipelineModelHandler(ModelHandler):
+class HuggingFacePipelineModelHandler(OptionsHandler):
     """Runs a Hugging Face pipeline (task, model and tokenizer) on its inputs, e.g. text.
 
     Args:
@@ -492,11 +479,10 @@ class HuggingFacePipelineModelHandler(ModelHandler):
                 "HuggingFacePipelineModelHandler needs a task or a model (a directory written "
                 "by save_pretrained); give model, and task unless the model's config names it"
             )
-        self._options = HandlerOptions.of(
+        self._configure(HandlerOptions.of(
             min_batch_size, max_batch_size, max_batch_duration_secs, large_model, model_copies,
             kwargs,
-        )
-        self._env_vars = self._options.env_vars
+        ))
         self._task = task.value if isinstance(task, PipelineTask) else task
         self._model = model
         self._inference_fn = inference_fn
@@ -586,15 +572,3 @@ class HuggingFacePipelineModelHandler(ModelHandler):
     def get_metrics_namespace(self) -> str:
         """Returns Beam's namespace for this handler."""
         return "BeamML_HuggingFacePipelineModelHandler"
-
-    def batch_elements_kwargs(self) -> Dict[str, Any]:
-        """Returns the batch size bounds given to the constructor."""
-        return self._options.batch_elements_kwargs()
-
-    def share_model_across_processes(self) -> bool:
-        """Returns True for `large_model=True` or an explicit `model_copies`."""
-        return self._options.share_across_processes
-
-    def model_copies(self) -> int:
-        """Returns the number of copies of a model shared across processes."""
-        return self._options.model_copies

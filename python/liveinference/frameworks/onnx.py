@@ -15,10 +15,10 @@ import numpy
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
-from liveinference.contract import ModelHandler, PredictionResult
+from liveinference.contract import PredictionResult
 from liveinference.errors import InvalidExampleError, ModelLoadError
 from liveinference.frameworks.files import open_model_file
-from liveinference.frameworks.options import HandlerOptions
+from liveinference.frameworks.options import HandlerOptions, OptionsHandler
 from liveinference.results import to_prediction_results
 
 __all__ = ["NumpyInferenceFn", "OnnxModelHandlerNumpy", "default_numpy_inference_fn"]
@@ -150,7 +150,7 @@ def _not_onnx_hint(model_uri: str) -> str:
     return ""
 
 
-class OnnxModelHandlerNumpy(ModelHandler):
+class OnnxModelHandlerNumpy(OptionsHandler):
     """Runs an ONNX model with onnxruntime on numpy arrays, one array per example.
 
     Args:
@@ -190,11 +190,10 @@ class OnnxModelHandlerNumpy(ModelHandler):
         **kwargs: Any,
     ) -> None:
         super().__init__()
-        self._options = HandlerOptions.of(
+        self._configure(HandlerOptions.of(
             min_batch_size, max_batch_size, max_batch_duration_secs, large_model, model_copies,
             kwargs,
-        )
-        self._env_vars = self._options.env_vars
+        ))
         self._model_uri = model_uri
         self._session_options = session_options
         self._providers = list(providers) if providers is not None else None
@@ -262,15 +261,3 @@ class OnnxModelHandlerNumpy(ModelHandler):
     def get_metrics_namespace(self) -> str:
         """Returns `BeamML_Onnx`, Beam's namespace for ONNX."""
         return "BeamML_Onnx"
-
-    def batch_elements_kwargs(self) -> Dict[str, Any]:
-        """Returns the batch size bounds given to the constructor."""
-        return self._options.batch_elements_kwargs()
-
-    def share_model_across_processes(self) -> bool:
-        """Returns True for `large_model=True` or an explicit `model_copies`."""
-        return self._options.share_across_processes
-
-    def model_copies(self) -> int:
-        """Returns the number of copies of a model shared across processes."""
-        return self._options.model_copies

@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Dict, Mapping, Optional
 
-__all__ = ["HandlerOptions"]
+from liveinference.contract import ModelHandler
+
+__all__ = ["HandlerOptions", "OptionsHandler"]
 
 _KNOWN_KWARGS = frozenset({"env_vars"})
 
@@ -75,3 +77,28 @@ class HandlerOptions:
         """Returns the set batch bounds as `beam.BatchElements` keyword arguments."""
         names = ("min_batch_size", "max_batch_size", "max_batch_duration_secs")
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+
+
+class OptionsHandler(ModelHandler):
+    """Base of the framework handlers: batching, sharing and environment come from options.
+
+    A subclass calls `_configure(options)` in its constructor.
+    """
+
+    _options: HandlerOptions = HandlerOptions()
+
+    def _configure(self, options: HandlerOptions) -> None:
+        self._options = options
+        self._env_vars = options.env_vars
+
+    def batch_elements_kwargs(self) -> Dict[str, Any]:
+        """Returns the batch size bounds given to the constructor."""
+        return self._options.batch_elements_kwargs()
+
+    def share_model_across_processes(self) -> bool:
+        """Returns True for `large_model=True` or an explicit `model_copies`."""
+        return self._options.share_across_processes
+
+    def model_copies(self) -> int:
+        """Returns the number of copies of a model shared across processes."""
+        return self._options.model_copies

@@ -17,10 +17,10 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 
 import torch
 
-from liveinference.contract import ModelHandler, PredictionResult
+from liveinference.contract import PredictionResult
 from liveinference.errors import InvalidExampleError, ModelLoadError
 from liveinference.frameworks.files import open_model_file
-from liveinference.frameworks.options import HandlerOptions
+from liveinference.frameworks.options import HandlerOptions, OptionsHandler
 from liveinference.results import to_prediction_results
 
 __all__ = [
@@ -377,7 +377,7 @@ def make_keyed_tensor_model_fn(model_fn: str) -> KeyedTensorInferenceFn:
     return inference_fn
 
 
-class _PytorchHandler(ModelHandler):
+class _PytorchHandler(OptionsHandler):
     """What the tensor and keyed-tensor handlers share: the model file, its loading, options."""
 
     def __init__(
@@ -400,8 +400,7 @@ class _PytorchHandler(ModelHandler):
         self._device = _device_named(device)
         self._inference_fn = inference_fn
         self._load_model_args = dict(load_model_args or {})
-        self._options = options
-        self._env_vars = options.env_vars
+        self._configure(options)
 
     def load_model(self) -> torch.nn.Module:
         """Loads the model onto the CPU, then moves it to the device, in eval mode.
@@ -457,18 +456,6 @@ class _PytorchHandler(ModelHandler):
     def get_metrics_namespace(self) -> str:
         """Returns `BeamML_PyTorch`, Beam's namespace for PyTorch."""
         return "BeamML_PyTorch"
-
-    def batch_elements_kwargs(self) -> Dict[str, Any]:
-        """Returns the batch size bounds given to the constructor."""
-        return self._options.batch_elements_kwargs()
-
-    def share_model_across_processes(self) -> bool:
-        """Returns True for `large_model=True` or an explicit `model_copies`."""
-        return self._options.share_across_processes
-
-    def model_copies(self) -> int:
-        """Returns the number of copies of a model shared across processes."""
-        return self._options.model_copies
 
 
 class PytorchModelHandlerTensor(_PytorchHandler):

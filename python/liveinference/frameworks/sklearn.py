@@ -9,10 +9,10 @@ from typing import Any, Callable, Dict, Iterable, Optional, Sequence
 
 import numpy
 
-from liveinference.contract import ModelHandler, PredictionResult
+from liveinference.contract import PredictionResult
 from liveinference.errors import InvalidExampleError, ModelLoadError
 from liveinference.frameworks.files import open_model_file
-from liveinference.frameworks.options import HandlerOptions
+from liveinference.frameworks.options import HandlerOptions, OptionsHandler
 from liveinference.results import to_prediction_results
 
 __all__ = ["ModelFileType", "SklearnModelHandlerNumpy", "SklearnModelHandlerPandas"]
@@ -78,7 +78,7 @@ def _default_pandas_inference_fn(
     return model.predict(pandas.concat(batch, axis=0), **(inference_args or {}))
 
 
-class _SklearnHandler(ModelHandler):
+class _SklearnHandler(OptionsHandler):
     """What the numpy and pandas handlers share: the file, its loading and the options."""
 
     def __init__(
@@ -92,8 +92,7 @@ class _SklearnHandler(ModelHandler):
         self._model_uri = model_uri
         self._model_file_type = model_file_type
         self._inference_fn = inference_fn
-        self._options = options
-        self._env_vars = options.env_vars
+        self._configure(options)
 
     def load_model(self) -> Any:
         """Loads the estimator from `model_uri`.
@@ -120,18 +119,6 @@ class _SklearnHandler(ModelHandler):
     def get_metrics_namespace(self) -> str:
         """Returns `BeamML_Sklearn`, Beam's namespace for scikit-learn."""
         return "BeamML_Sklearn"
-
-    def batch_elements_kwargs(self) -> Dict[str, Any]:
-        """Returns the batch size bounds given to the constructor."""
-        return self._options.batch_elements_kwargs()
-
-    def share_model_across_processes(self) -> bool:
-        """Returns True for `large_model=True` or an explicit `model_copies`."""
-        return self._options.share_across_processes
-
-    def model_copies(self) -> int:
-        """Returns the number of copies of a model shared across processes."""
-        return self._options.model_copies
 
 
 class SklearnModelHandlerNumpy(_SklearnHandler):

@@ -25,9 +25,9 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Unio
 import numpy
 import tensorflow as tf
 
-from liveinference.contract import ModelHandler, PredictionResult
+from liveinference.contract import PredictionResult
 from liveinference.errors import InvalidExampleError, ModelLoadError
-from liveinference.frameworks.options import HandlerOptions
+from liveinference.frameworks.options import HandlerOptions, OptionsHandler
 from liveinference.results import to_prediction_results
 
 __all__ = [
@@ -318,7 +318,7 @@ def default_tensor_inference_fn(
     return to_prediction_results(batch, _split(predictions), model_id)
 
 
-class _TFHandler(ModelHandler):
+class _TFHandler(OptionsHandler):
     """What the numpy and tensor handlers share: the model location, loading and options."""
 
     def __init__(
@@ -344,8 +344,7 @@ class _TFHandler(ModelHandler):
         self._load_model_args = dict(load_model_args or {})
         self._custom_weights = custom_weights
         self._inference_fn = inference_fn
-        self._options = options
-        self._env_vars = options.env_vars
+        self._configure(options)
 
     def load_model(self) -> Any:
         """Loads the model `model_uri` holds (see the module docstring for the formats).
@@ -390,18 +389,6 @@ class _TFHandler(ModelHandler):
 
     def validate_inference_args(self, inference_args: Optional[Dict[str, Any]]) -> None:
         """Accepts any `inference_args`: they are keyword arguments of the model call."""
-
-    def batch_elements_kwargs(self) -> Dict[str, Any]:
-        """Returns the batch size bounds given to the constructor."""
-        return self._options.batch_elements_kwargs()
-
-    def share_model_across_processes(self) -> bool:
-        """Returns True for `large_model=True` or an explicit `model_copies`."""
-        return self._options.share_across_processes
-
-    def model_copies(self) -> int:
-        """Returns the number of copies of a model shared across processes."""
-        return self._options.model_copies
 
 
 class TFModelHandlerNumpy(_TFHandler):

@@ -20,10 +20,10 @@ import numpy
 import scipy.sparse
 import xgboost
 
-from liveinference.contract import ModelHandler, PredictionResult
+from liveinference.contract import PredictionResult
 from liveinference.errors import InvalidExampleError, ModelLoadError
 from liveinference.frameworks.files import open_model_file
-from liveinference.frameworks.options import HandlerOptions
+from liveinference.frameworks.options import HandlerOptions, OptionsHandler
 
 __all__ = [
     "XGBoostInferenceFn",
@@ -201,7 +201,7 @@ def _load_xgboost_model(model_class: Callable[..., XGBoostModel], model_state: s
     return model
 
 
-class XGBoostModelHandler(ModelHandler):
+class XGBoostModelHandler(OptionsHandler):
     """Loads `model_state` into `model_class()` and predicts tables of rows.
 
     The base of the four XGBoost handlers, which differ only in the kind of table they
@@ -255,10 +255,9 @@ class XGBoostModelHandler(ModelHandler):
                 f"{handler} needs model_state, the path of a JSON or UBJ file written by "
                 "model.save_model()"
             )
-        self._options = HandlerOptions.of(
+        self._configure(HandlerOptions.of(
             min_batch_size, max_batch_size, max_batch_duration_secs, False, None, kwargs
-        )
-        self._env_vars = self._options.env_vars
+        ))
         self._model_class = model_class
         self._model_state = model_state
         self._inference_fn = inference_fn
@@ -311,10 +310,6 @@ class XGBoostModelHandler(ModelHandler):
     def get_metrics_namespace(self) -> str:
         """Returns `BeamML_XGBoost`, Beam's namespace for XGBoost."""
         return "BeamML_XGBoost"
-
-    def batch_elements_kwargs(self) -> Dict[str, Any]:
-        """Returns the batch size bounds given to the constructor."""
-        return self._options.batch_elements_kwargs()
 
     def get_num_bytes(self, batch: Sequence[Any]) -> int:
         """Returns the summed in-memory size of the examples."""
