@@ -43,6 +43,16 @@ DEAD_LETTER_TYPE = RowTypeConstraint.from_fields(
 )
 
 
+def _lookup(text: str) -> Any:
+    if text in TYPE_NAMES:
+        return TYPE_NAMES[text]
+    match = _ARRAY.fullmatch(text)
+    if match:
+        item = _lookup(match.group(2).strip())
+        return None if item is None else List[item]  # type: ignore[valid-type]
+    return None
+
+
 def parse_type(name: Any, what: str) -> Any:
     """Turns a type name such as "array<double>" into the Python type of a schema field.
 
@@ -52,16 +62,13 @@ def parse_type(name: Any, what: str) -> Any:
     """
     if not isinstance(name, str):
         raise TypeError(f"{what} must be a type name (a string), got {type(name).__name__}")
-    text = name.strip().lower()
-    if text in TYPE_NAMES:
-        return TYPE_NAMES[text]
-    match = _ARRAY.fullmatch(text)
-    if match:
-        return List[parse_type(match.group(2), what)]  # type: ignore[misc]
-    raise ValueError(
-        f"{what} {name!r} is not a type this service knows; use one of {sorted(TYPE_NAMES)} "
-        "or array<...> of them"
-    )
+    found = _lookup(name.strip().lower())
+    if found is None:
+        raise ValueError(
+            f"{what} {name!r} is not a type this service knows; use one of "
+            f"{sorted(TYPE_NAMES)} or array<...> of them"
+        )
+    return found
 
 
 def prediction_row_type(example_type: Any, inference_type: Any) -> RowTypeConstraint:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import threading
 from typing import List, Optional
 
@@ -78,11 +80,23 @@ class ExpansionServer:
         self._pool_servicer: Optional[worker_pool_main.BeamFnExternalWorkerPoolServicer] = None
         self._filter = FullyQualifiedNamedTransform.with_filter(TRANSFORM_NAME)
         self._stopped = threading.Event()
+        self._bin_dir: Optional[str] = None
+
+    def _python_first_on_path(self) -> None:
+        """Beam's pool starts workers as a bare `python`: make that this interpreter.
+
+        A wrapper script (not a symlink) keeps the interpreter's own path, so a venv's
+        interpreter still finds its packages; images with only `python3.11` work too.
+        """
+        self._bin_dir = tempfile.mkdtemp(prefix="liveinference-workers-")
+        wrapper = os.path.join(self._bin_dir, "python")
+        with open(wrapper, "w") as file:
+            file.write(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+        os.chmod(wrapper, 0o755)
+        os.environ["PATH"] = self._bin_dir + os.pathsep + os.environ.get("PATH", "")
 
     def _start_worker_pool(self) -> str:
-        # Workers are started as a bare `python`: put this interpreter first on PATH so
-        # they import the same Beam and liveinference.
-        os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]
+        self._python_first_on_path()
         os.environ["PYTHONPATH"] = os.pathsep.join(
             path for path in [*sys.path, os.environ.get("PYTHONPATH", "")] if path
         )
@@ -165,6 +179,8 @@ class ExpansionServer:
             for process in list(self._pool_servicer._worker_processes.values()):
                 worker_pool_main.kill_process_gracefully(process, timeout=5)
         self._filter.__exit__(None, None, None)
+        if self._bin_dir:
+            shutil.rmtree(self._bin_dir, ignore_errors=True)
         self._stopped.set()
 
     def __enter__(self) -> "ExpansionServer":

@@ -19,7 +19,6 @@ import org.apache.beam.sdk.schemas.Schema.FieldType;
 import org.apache.beam.sdk.transforms.DoFn;
 import org.apache.beam.sdk.transforms.MapElements;
 import org.apache.beam.sdk.transforms.ParDo;
-import org.apache.beam.sdk.transforms.Watch;
 import org.apache.beam.sdk.values.PCollection;
 import org.apache.beam.sdk.values.Row;
 import org.apache.beam.sdk.values.TypeDescriptors;
@@ -39,7 +38,8 @@ import org.joda.time.Duration;
  * </pre>
  *
  * <p>With {@code --watchInputSeconds=N}, {@code --input} is a file pattern watched for new files
- * (an unbounded, streaming pipeline) until no new file came for N seconds, and a model dropped
+ * (an unbounded, streaming pipeline) until no new file came for N seconds (or {@code
+ * --expectFiles} files came), and a model dropped
  * into {@code --watchPattern} mid-run takes over from the next batch on.
  */
 public final class ClassifyRows {
@@ -179,6 +179,22 @@ public final class ClassifyRows {
     void setWatchInputSeconds(Long value);
 
     /**
+     * With a watched input, stop once this many polls found new files (0: only the idle limit).
+     *
+     * @return the number of files (polls with new files) to wait for
+     */
+    @Description("With --watchInputSeconds, stop once this many new files were seen (0: never)")
+    @Default.Integer(0)
+    Integer getExpectFiles();
+
+    /**
+     * Sets the number of files to wait for.
+     *
+     * @param value files
+     */
+    void setExpectFiles(Integer value);
+
+    /**
      * The largest batch the Python side makes (0: its default).
      *
      * @return rows
@@ -252,7 +268,8 @@ public final class ClassifyRows {
                   .from(options.getInput())
                   .watchForNewFiles(
                       Duration.millis(500),
-                      Watch.Growth.afterTimeSinceNewOutput(
+                      new StopAfterFiles<>(
+                          options.getExpectFiles(),
                           Duration.standardSeconds(options.getWatchInputSeconds()))));
     } else {
       lines = pipeline.apply("Read", TextIO.read().from(options.getInput()));

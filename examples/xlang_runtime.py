@@ -1,0 +1,229 @@
+"""Starts and stops the pieces of a cross-language run on one machine.
+
+The Java pipeline (built by Maven) asks the liveinference expansion service to expand
+RunInference at construction time, then submits the whole pipeline to a portable runner
+(Prism, or Beam's Flink job server in local mode); the runner starts the Python steps on the
+service's worker pool and the Java steps in the Java process (LOOPBACK).
+
+Used by `examples/java_demo.py`, the cross-language tests and `benchmarks/xlang.py`. Every
+process started here is stopped by its context manager. Where each piece comes from:
+`make java-build` (classes and class path), `make prism`, `make flink-jobserver`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator, List, Optional, Sequence, Tuple
+
+__all__ = [
+    "FLINK_CLASSPATH",
+    "JAVA_CLASSPATH",
+    "PRISM",
+    "ROOT",
+    "Running",
+    "free_port",
+    "java_command",
+    "missing_pieces",
+    "runner_args",
+    "start_flink",
+    "start_prism",
+    "start_service",
+]
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("LIVEINFERENCE_CACHE", Path.home() / ".cache" / "liveinference"))
+BEAM_JAVA = "2.62.0"
+PRISM = Path(os.environ.get("LIVEINFERENCE_PRISM", CACHE / "prism" / "v2.77.0" / "prism"))
+FLINK_CLASSPATH = CACHE / f"flink-jobserver-{BEAM_JAVA}.classpath"
+JAVA_CLASSPATH = CACHE / f"java-{BEAM_JAVA}.classpath"
+JAVA_CLASSES = ROOT / "java" / "target" / "classes"
+
+# Flink 1.19 on Java 17 needs these, or jobs fail with InaccessibleObjectException.
+_ADD_OPENS = [
+    f"--add-opens=java.base/{package}=ALL-UNNAMED"
+    for package in (
+        "java.util", "java.lang", "java.lang.reflect", "java.lang.invoke", "java.io", "java.nio",
+        "sun.nio.ch", "java.net", "java.util.concurrent", "java.util.concurrent.atomic",
+        "java.text", "java.time", "java.math",
+    )
+]
+
+
+def free_port() -> int:
+    """Returns a TCP port that was free on loopback a moment ago."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_for_port(port: int, process: subprocess.Popen, seconds: float, log: Path) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode}; see {log}")
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"nothing listened on port {port} within {seconds}s; see {log}")
+
+
+class Running:
+    """A started process with its log file; `stop()` ends it (SIGTERM, then SIGKILL)."""
+
+    def __init__(self, process: subprocess.Popen, log: Path, address: str = "") -> None:
+        self.process = process
+        self.log = log
+        self.address = address
+        self.extra: dict = {}
+
+    def stop(self, timeout: float = 15) -> Optional[int]:
+        """Stops the process and returns its exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The end of the process's log, for failure messages."""
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def _popen(command: Sequence[str], log: Path, env: Optional[dict] = None) -> subprocess.Popen:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            list(command), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=env, cwd=ROOT,
+        )
+
+
+@contextlib.contextmanager
+def start_service(log_dir: Path, *extra: str, port: int = 0) -> Iterator[Running]:
+    """Runs `python -m liveinference_expansion serve` on loopback until the block ends.
+
+    Yields:
+        The running service; `.address` is what it printed, `.extra["workers"]` the address
+        of its worker pool.
+    """
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT / "python"), str(ROOT / "expansion"), str(ROOT), env.get("PYTHONPATH", "")]
+    )
+    env.setdefault("PYTHONWARNINGS", "ignore")
+    log = log_dir / "service.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "liveinference_expansion", "serve", "--port", str(port), *extra],
+        stdout=subprocess.PIPE, stderr=open(log, "wb"), stdin=subprocess.DEVNULL,
+        env=env, cwd=ROOT, text=True,
+    )
+    running = Running(process, log)
+    try:
+        line = process.stdout.readline() if process.stdout else ""
+        match = re.search(r"listening on (\S+?)(?:;|$).*?(?:workers at (\S+))?$", line.strip())
+        if not match:
+            running.stop()
+            raise RuntimeError(f"the service printed {line!r}, not its address; see {log}")
+        running.address = match.group(1)
+        running.extra["workers"] = match.group(2)
+        yield running
+    finally:
+        running.stop()
+
+
+@contextlib.contextmanager
+def start_prism(log_dir: Path) -> Iterator[Running]:
+    """Runs Prism's job server on a free loopback port until the block ends."""
+    if not PRISM.exists():
+        raise FileNotFoundError(f"no Prism binary at {PRISM}; run `make prism`")
+    port = free_port()
+    log = log_dir / "prism.log"
+    process = _popen([str(PRISM), f"--job_port={port}", "--serve_http=false"], log)
+    running = Running(process, log, f"localhost:{port}")
+    try:
+        _wait_for_port(port, process, 60, log)
+        yield running
+    finally:
+        running.stop()
+
+
+@contextlib.contextmanager
+def start_flink(log_dir: Path, flink_master: str = "[local]") -> Iterator[Running]:
+    """Runs Beam's Flink job server (Flink in local mode by default) until the block ends."""
+    if not FLINK_CLASSPATH.exists():
+        raise FileNotFoundError(f"no Flink job server class path at {FLINK_CLASSPATH}; "
+                                "run `make flink-jobserver`")
+    job, artifact, expansion = free_port(), free_port(), free_port()
+    log = log_dir / "flink-jobserver.log"
+    process = _popen(
+        ["java", *_ADD_OPENS, "-cp", FLINK_CLASSPATH.read_text().strip(),
+         "org.apache.beam.runners.flink.FlinkJobServerDriver",
+         f"--job-port={job}", f"--artifact-port={artifact}", f"--expansion-port={expansion}",
+         f"--flink-master={flink_master}"],
+        log,
+    )
+    running = Running(process, log, f"localhost:{job}")
+    try:
+        _wait_for_port(job, process, 120, log)
+        yield running
+    finally:
+        running.stop()
+
+
+def runner_args(kind: str, endpoint: str) -> List[str]:
+    """The Java pipeline options that submit to `endpoint` ("prism" or "flink")."""
+    args = [
+        "--runner=PortableRunner",
+        f"--jobEndpoint={endpoint}",
+        "--defaultEnvironmentType=LOOPBACK",
+        f"--defaultEnvironmentConfig=localhost:{free_port()}",
+    ]
+    if kind == "flink":
+        # Without environment caching Flink drops the Java environment after one stage.
+        args += ["--environmentCacheMillis=600000"]
+    return args
+
+
+def missing_pieces(*need: str) -> List[str]:
+    """Names what `make` has not built yet, of "java", "prism", "flink"."""
+    missing = []
+    if "java" in need and not (JAVA_CLASSPATH.exists() and JAVA_CLASSES.exists()):
+        missing.append(f"the Java build ({JAVA_CLASSES}, {JAVA_CLASSPATH}): run `make java-build`")
+    if "prism" in need and not PRISM.exists():
+        missing.append(f"Prism ({PRISM}): run `make prism`")
+    if "flink" in need and not FLINK_CLASSPATH.exists():
+        missing.append(f"the Flink job server ({FLINK_CLASSPATH}): run `make flink-jobserver`")
+    return missing
+
+
+def java_command(main_class: str, *args: str) -> List[str]:
+    """The command that runs `main_class` of the Java build with `args`."""
+    classpath = f"{JAVA_CLASSES}{os.pathsep}{JAVA_CLASSPATH.read_text().strip()}"
+    return ["java", "-cp", classpath, main_class, *args]
+
+
+def run_logged(command: Sequence[str], log: Path, timeout: float) -> Tuple[int, str]:
+    """Runs a command to completion with its output in `log`; returns (status, log tail)."""
+    process = _popen(command, log)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    running = Running(process, log)
+    return process.returncode, running.log_tail()

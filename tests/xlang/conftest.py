@@ -1,0 +1,69 @@
+"""Fixtures for the cross-language tests: models trained here, the service, the runners.
+
+The heavy pieces (Maven build, Prism, Flink job server) come from `make test`'s setup
+targets; run alone, a test that lacks one skips and names the make target, unless
+LIVEINFERENCE_REQUIRE_XLANG=1 (set by `make test`) makes a missing piece a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Iterator
+
+import numpy
+import pytest
+
+from examples import xlang_runtime
+
+FEATURES = 4
+
+
+def require(*pieces: str) -> None:
+    """Skips (or, under `make test`, fails) when a built piece is missing."""
+    missing = xlang_runtime.missing_pieces(*pieces)
+    if missing:
+        message = "missing " + "; ".join(missing)
+        if os.environ.get("LIVEINFERENCE_REQUIRE_XLANG") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def train(path: Path, flip: bool = False, seed: int = 0) -> numpy.ndarray:
+    """Trains a LogisticRegression (labels flipped if asked), pickles it, returns its X."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = numpy.random.default_rng(seed)
+    x = rng.normal(size=(200, FEATURES))
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(int)
+    model = LogisticRegression().fit(x, 1 - y if flip else y)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as file:
+        pickle.dump(model, file)
+    return x
+
+
+def load(path: Path):
+    with open(path, "rb") as file:
+        return pickle.load(file)
+
+
+def csv(rows: numpy.ndarray) -> list:
+    return [",".join(repr(float(value)) for value in row) for row in rows]
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """v1 (a classifier) and v2 (the same data, labels flipped), and rows to classify."""
+    root = tmp_path_factory.mktemp("models")
+    x = train(root / "v1.pkl")
+    train(root / "v2.pkl", flip=True)
+    return {"v1": root / "v1.pkl", "v2": root / "v2.pkl", "x": x}
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[xlang_runtime.Running]:
+    """One expansion service (with its worker pool) for the session, on loopback."""
+    with xlang_runtime.start_service(tmp_path_factory.mktemp("service")) as running:
+        yield running
