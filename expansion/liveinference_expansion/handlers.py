@@ -55,14 +55,14 @@ def _handler_class(name: str) -> type:
 def _parameters(cls: type) -> Dict[str, inspect.Parameter]:
     return {
         name: parameter
-        for name, parameter in inspect.signature(cls.__init__).parameters.items()
-        if name != "self" and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
+        for name, parameter in inspect.signature(cls).parameters.items()
+        if parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
     }
 
 
 def _hints(cls: type) -> Dict[str, Any]:
     try:
-        return typing.get_type_hints(cls.__init__)
+        return typing.get_type_hints(getattr(cls, "__init__"))
     except Exception:  # unresolvable annotations: check names only
         return {}
 

@@ -73,9 +73,10 @@ def parse_type(name: Any, what: str) -> Any:
 
 def prediction_row_type(example_type: Any, inference_type: Any) -> RowTypeConstraint:
     """Returns the schema of a prediction: example, inference, model_id (nullable)."""
-    return RowTypeConstraint.from_fields(
-        [("example", example_type), ("inference", inference_type), ("model_id", Optional[str])]
-    )
+    fields: List[Tuple[str, Any]] = [
+        ("example", example_type), ("inference", inference_type), ("model_id", Optional[str])
+    ]
+    return RowTypeConstraint.from_fields(fields)
 
 
 def _converter(field_type: Any, what: str) -> Callable[[Any], Any]:
