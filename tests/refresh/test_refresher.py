@@ -127,7 +127,7 @@ def test_a_batch_in_flight_finishes_on_the_model_it_started_with(model_dir, slot
 
 
 def test_fifty_refreshes_do_not_keep_growing_memory(tmp_path):
-    big = numpy.random.default_rng(0).normal(size=(2_000_000,))
+    big = numpy.random.default_rng(0).normal(size=(500_000,))
     watched = tmp_path / "watched"
     watched.mkdir()
 
@@ -155,4 +155,4 @@ def test_fifty_refreshes_do_not_keep_growing_memory(tmp_path):
         gc.collect()
         rss.append(resident_bytes())
     model_bytes = big.nbytes
-    assert max(rss[10:]) - rss[9] < 3 * model_bytes, [r // 2**20 for r in rss]
+    assert max(rss[10:]) - rss[9] < max(3 * model_bytes, 32 * 2**20), [r // 2**20 for r in rss]
