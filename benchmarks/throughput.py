@@ -3,8 +3,8 @@
 The same pipeline (rows generated in the pipeline -> RunInference -> count) runs with each
 RunInference on Beam's embedded local runner; the raw loop calls the framework on the same
 batches with no pipeline around it (the limit). Pipeline start-up is measured on a tiny
-input and subtracted to give the net rate. Runs are interleaved and repeated; medians are
-reported.
+input and subtracted to give the net rate; one tiny run of each implementation first warms
+up imports and caches. Runs are interleaved and repeated; medians are reported.
 
     python benchmarks/throughput.py --rows 200000 --output-dir benchmarks/results
 
@@ -235,6 +235,8 @@ def measure(framework: str, rows: int, repeats: int) -> Dict[str, Any]:
         }
         seconds: Dict[str, List[float]] = {name: [] for name in [*transforms, "raw"]}
         startup: Dict[str, List[float]] = {name: [] for name in transforms}
+        for transform in transforms.values():
+            _time_pipeline(transform, STARTUP_ROWS, setup["to_example"])
         for _ in range(repeats):
             for name, transform in transforms.items():
                 startup[name].append(_time_pipeline(transform, STARTUP_ROWS, setup["to_example"]))
