@@ -250,6 +250,9 @@ public final class RunInference<OutputT>
     try {
       return input.apply(external);
     } catch (RuntimeException error) {
+      if (!fromPython(error)) {
+        throw error;
+      }
       throw new IllegalArgumentException(
           "the liveinference expansion service at "
               + config.expansionService()
@@ -261,10 +264,21 @@ public final class RunInference<OutputT>
     }
   }
 
+  /** Whether the error carries a Python traceback, i.e. the service refused the request. */
+  private static boolean fromPython(Throwable error) {
+    for (Throwable cause = error; cause != null; cause = cause.getCause()) {
+      String message = cause.getMessage();
+      if (message != null && message.contains("Traceback (most recent call last)")) {
+        return true;
+      }
+    }
+    return false;
+  }
+
   private static String lastLine(Throwable error) {
     for (Throwable cause = error; cause != null; cause = cause.getCause()) {
       String message = cause.getMessage();
-      if (message != null && message.contains("Error")) {
+      if (message != null && message.contains("Traceback (most recent call last)")) {
         String[] lines = message.strip().split("\n");
         for (int i = lines.length - 1; i >= 0; i--) {
           if (!lines[i].isBlank()) {
