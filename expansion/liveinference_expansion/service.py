@@ -113,9 +113,20 @@ class ExpansionServer:
             raise OSError(f"cannot listen on {self.config.host}:{self.config.worker_pool_port}")
         pool.start()
         self._pool, self._pool_servicer = pool, servicer
+        threading.Thread(target=self._reap_workers, name="reap-workers", daemon=True).start()
         host = "localhost" if self.config.host in ("127.0.0.1", "::1", "localhost") else \
             self.config.host
         return _address(host, port)
+
+    def _reap_workers(self) -> None:
+        """Waits for SDK workers that ended by themselves (their job finished), so that a
+        long-running service does not collect one exited process per job."""
+        while not self._stopped.wait(timeout=5.0):
+            processes = self._pool_servicer._worker_processes if self._pool_servicer else {}
+            for worker_id, process in list(processes.items()):
+                if process.poll() is not None:
+                    processes.pop(worker_id, None)
+                    _LOGGER.info("SDK worker %s ended with %s", worker_id, process.returncode)
 
     def _pipeline_options(self) -> PipelineOptions:
         flags: List[str] = ["--experiments=beam_fn_api", "--sdk_location=container"]
