@@ -20,48 +20,44 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Tuple
 
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["TRANSFORMERS_OFFLINE"] = "1"
+# First: it sets Hugging Face offline before transformers is imported.
+import framework_models as builders
+import apache_beam as beam
+import numpy
+import pandas
+import pytest
+import scipy.sparse
+import tensorflow as tf
+import torch
+import transformers
+import xgboost
+from apache_beam.transforms.periodicsequence import PeriodicImpulse
 
-import apache_beam as beam  # noqa: E402
-import numpy  # noqa: E402
-import pandas  # noqa: E402
-import pytest  # noqa: E402
-import scipy.sparse  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import torch  # noqa: E402
-import transformers  # noqa: E402
-import xgboost  # noqa: E402
-from apache_beam.transforms.periodicsequence import PeriodicImpulse  # noqa: E402
-
-from liveinference import ModelMetadata, RunInference  # noqa: E402
-from liveinference.frameworks.huggingface import (  # noqa: E402
+from liveinference import ModelMetadata, RunInference
+from liveinference.frameworks.huggingface import (
     HuggingFaceModelHandlerKeyedTensor,
     HuggingFaceModelHandlerTensor,
     HuggingFacePipelineModelHandler,
 )
-from liveinference.frameworks.onnx import OnnxModelHandlerNumpy  # noqa: E402
-from liveinference.frameworks.pytorch import (  # noqa: E402
+from liveinference.frameworks.onnx import OnnxModelHandlerNumpy
+from liveinference.frameworks.pytorch import (
     PytorchModelHandlerKeyedTensor,
     PytorchModelHandlerTensor,
 )
-from liveinference.frameworks.sklearn import (  # noqa: E402
-    SklearnModelHandlerNumpy,
-    SklearnModelHandlerPandas,
-)
-from liveinference.frameworks.tensorflow import (  # noqa: E402
+from liveinference.frameworks.sklearn import SklearnModelHandlerNumpy, SklearnModelHandlerPandas
+from liveinference.frameworks.tensorflow import (
     ModelType,
     TFModelHandlerNumpy,
     TFModelHandlerTensor,
 )
-from liveinference.frameworks.xgboost import (  # noqa: E402
+from liveinference.frameworks.xgboost import (
     XGBoostModelHandlerDatatable,
     XGBoostModelHandlerNumpy,
     XGBoostModelHandlerPandas,
     XGBoostModelHandlerSciPy,
 )
 
-from refresh_models import write_model  # noqa: E402
+from refresh_models import write_model
 
 RATE = 0.1          # seconds between examples
 SECONDS = 3.0       # length of the stream
@@ -70,7 +66,6 @@ DROP_AFTER = 1.0    # seconds into the stream when the second model lands
 ANNOUNCE_AFTER = 0.3  # seconds after it lands that an event names it (event mode)
 POLL = 0.2          # RunInference's watch interval
 LABELS = (1, 2)     # what the first and the second model answer
-COLUMNS = ["a", "b", "c", "d"]
 
 # Watching a folder for model directories (SavedModel, save_pretrained) does not work yet:
 # FilePatternSource.poll (refresh/sources.py) lists the pattern with FileSystems.match, which
@@ -243,7 +238,7 @@ SKLEARN = {
     ),
     "pandas": Case(
         lambda path: SklearnModelHandlerPandas(path, max_batch_size=4),
-        lambda i: pandas.DataFrame([_row(i)], columns=COLUMNS),
+        lambda i: pandas.DataFrame([_row(i)], columns=builders.COLUMNS),
         lambda frame: int(frame.iloc[0, 0]),
         _scalar,
     ),
@@ -258,36 +253,12 @@ def test_sklearn_handlers_swap_in_a_dropped_pickle(run_pipeline, tmp_path, sklea
 # ---------------------------------------------------------------- PyTorch
 
 
-class ConstantNet(torch.nn.Module):
-    """A linear layer whose zero weights make it answer its bias whatever the input."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.linear = torch.nn.Linear(4, 1)
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.linear(features)
-
-
-def _constant_net(label: int) -> ConstantNet:
-    net = ConstantNet()
-    with torch.no_grad():
-        net.linear.weight.zero_()
-        net.linear.bias.fill_(float(label))
-    return net.eval()
-
-
 @pytest.fixture(scope="module")
 def torch_models(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Models]:
     root = tmp_path_factory.mktemp("pytorch")
     return {
-        "state_dict": _save_pair(
-            root, ".pt", lambda path, label: torch.save(_constant_net(label).state_dict(), path)
-        ),
-        "torch_script": _save_pair(
-            root, ".torchscript",
-            lambda path, label: torch.jit.save(torch.jit.script(_constant_net(label)), path),
-        ),
+        "state_dict": _save_pair(root, ".pt", builders.save_torch_state_dict),
+        "torch_script": _save_pair(root, ".torchscript", builders.save_torch_script),
     }
 
 
@@ -297,7 +268,7 @@ def _tensor_row(i: int) -> torch.Tensor:
 
 TORCH = {
     "state_dict": (
-        Case(lambda path: PytorchModelHandlerTensor(path, ConstantNet, max_batch_size=4),
+        Case(lambda path: PytorchModelHandlerTensor(path, builders.ConstantNet, max_batch_size=4),
              _tensor_row, _first_value, _scalar),
         "state_dict",
         "*.pt",
@@ -309,7 +280,9 @@ TORCH = {
         "*.torchscript",
     ),
     "keyed_state_dict": (
-        Case(lambda path: PytorchModelHandlerKeyedTensor(path, ConstantNet, max_batch_size=4),
+        Case(lambda path: PytorchModelHandlerKeyedTensor(
+                 path, builders.ConstantNet, max_batch_size=4
+             ),
              lambda i: {"features": _tensor_row(i)},
              lambda example: _first_value(example["features"]),
              _scalar),
@@ -328,34 +301,13 @@ def test_pytorch_handlers_swap_in_a_dropped_model_file(run_pipeline, tmp_path, t
 # ---------------------------------------------------------------- TensorFlow
 
 
-def _keras_constant(label: int) -> Any:
-    """A Dense layer with zero kernel and bias `label`: answers `label` whatever the input."""
-    keras = tf.keras
-    return keras.Sequential([
-        keras.Input((4,)),
-        keras.layers.Dense(
-            1, kernel_initializer="zeros", bias_initializer=keras.initializers.Constant(label)
-        ),
-    ])
-
-
-def _keras_architecture() -> Any:
-    """create_model_fn for the saved weights: the architecture, weights still to load."""
-    return _keras_constant(0)
-
-
 @pytest.fixture(scope="module")
 def tf_models(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Models]:
     root = tmp_path_factory.mktemp("tensorflow")
     return {
-        "keras": _save_pair(root, ".keras", lambda path, label: _keras_constant(label).save(path)),
-        "weights": _save_pair(
-            root, ".weights.h5", lambda path, label: _keras_constant(label).save_weights(path)
-        ),
-        "saved_model": _save_pair(
-            root, "_saved_model",
-            lambda path, label: _keras_constant(label).export(path, verbose=False),
-        ),
+        "keras": _save_pair(root, ".keras", builders.save_keras),
+        "weights": _save_pair(root, ".weights.h5", builders.save_keras_weights),
+        "saved_model": _save_pair(root, "_saved_model", builders.save_saved_model),
     }
 
 
@@ -368,7 +320,7 @@ TF = {
     "tensor_saved_weights": (
         Case(
             lambda path: TFModelHandlerTensor(
-                path, ModelType.SAVED_WEIGHTS, _keras_architecture, max_batch_size=4
+                path, ModelType.SAVED_WEIGHTS, builders.keras_constant, max_batch_size=4
             ),
             lambda i: tf.constant(_row(i)),
             _first_value,
@@ -398,32 +350,9 @@ def test_tensorflow_handlers_swap_in_a_dropped_model(run_pipeline, tmp_path, tf_
 # ---------------------------------------------------------------- ONNX
 
 
-def _save_onnx_constant(path: str, label: int) -> None:
-    """An ONNX graph y = x @ 0 + label, for float32 inputs of 4 features."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    graph = helper.make_graph(
-        [
-            helper.make_node("MatMul", ["x", "w"], ["xw"]),
-            helper.make_node("Add", ["xw", "b"], ["y"]),
-        ],
-        "constant",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 1])],
-        [
-            numpy_helper.from_array(numpy.zeros((4, 1), numpy.float32), "w"),
-            numpy_helper.from_array(numpy.array([label], numpy.float32), "b"),
-        ],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
-    onnx.checker.check_model(model)
-    onnx.save_model(model, path)
-
-
 @pytest.fixture(scope="module")
 def onnx_models(tmp_path_factory: pytest.TempPathFactory) -> Models:
-    return _save_pair(tmp_path_factory.mktemp("onnx"), ".onnx", _save_onnx_constant)
+    return _save_pair(tmp_path_factory.mktemp("onnx"), ".onnx", builders.save_onnx)
 
 
 def test_onnx_handler_swaps_in_a_dropped_model_file(run_pipeline, tmp_path, onnx_models):
@@ -436,23 +365,13 @@ def test_onnx_handler_swaps_in_a_dropped_model_file(run_pipeline, tmp_path, onnx
 # ---------------------------------------------------------------- XGBoost
 
 
-def _xgboost_constant(label: int, named: bool) -> xgboost.XGBRegressor:
-    """A regressor fitted to a constant target: it answers `label` whatever the input."""
-    x = numpy.random.default_rng(label).normal(size=(16, 4))
-    features = pandas.DataFrame(x, columns=COLUMNS) if named else x
-    model = xgboost.XGBRegressor(n_estimators=1, max_depth=1, n_jobs=1, base_score=float(label))
-    return model.fit(features, numpy.full(16, float(label)))
-
-
 @pytest.fixture(scope="module")
 def xgboost_models(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Models]:
     root = tmp_path_factory.mktemp("xgboost")
     return {
-        "plain": _save_pair(
-            root, ".ubj", lambda path, label: _xgboost_constant(label, False).save_model(path)
-        ),
+        "plain": _save_pair(root, ".ubj", builders.save_xgboost),
         "named": _save_pair(
-            root, ".json", lambda path, label: _xgboost_constant(label, True).save_model(path)
+            root, ".json", lambda path, label: builders.save_xgboost(path, label, named=True)
         ),
     }
 
@@ -472,7 +391,7 @@ XGBOOST = {
     ),
     "pandas": (
         Case(lambda path: XGBoostModelHandlerPandas(xgboost.XGBRegressor, path, max_batch_size=4),
-             lambda i: pandas.DataFrame(_row(i).reshape(1, -1), columns=COLUMNS),
+             lambda i: pandas.DataFrame(_row(i).reshape(1, -1), columns=builders.COLUMNS),
              lambda frame: int(frame.iloc[0, 0]),
              _scalar),
         "named",
@@ -511,53 +430,13 @@ def test_xgboost_handlers_swap_in_a_dropped_state_file(
 
 # ---------------------------------------------------------------- Hugging Face
 
-HF_VOCABULARY = 64
-HF_LABELS = {"one": 1, "two": 2}
-
-
-def _hf_tokenizer() -> Any:
-    """A WordPiece tokenizer trained here on a few words: nothing is downloaded."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    trainer = trainers.WordPieceTrainer(vocab_size=HF_VOCABULARY, special_tokens=specials)
-    tokenizer.train_from_iterator(["row one", "row two", "the next row"], trainer)
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        special_tokens=[(token, tokenizer.token_to_id(token)) for token in ("[CLS]", "[SEP]")],
-    )
-    return transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-        sep_token="[SEP]", mask_token="[MASK]",
-    )
-
-
-def _save_hf_constant(path: str, label: int, tokenizer: Any) -> None:
-    """A tiny BERT classifier whose zero head answers class "one" or "two" (`label`)."""
-    config = transformers.BertConfig(
-        vocab_size=HF_VOCABULARY, hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
-        intermediate_size=8, max_position_embeddings=8, num_labels=2,
-        id2label={0: "one", 1: "two"}, label2id=HF_LABELS,
-    )
-    torch.manual_seed(0)
-    model = transformers.BertForSequenceClassification(config).eval()
-    with torch.no_grad():
-        model.classifier.weight.zero_()
-        model.classifier.bias.copy_(torch.tensor([1.0, 0.0] if label == 1 else [0.0, 1.0]))
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-
-
 @pytest.fixture(scope="module")
 def hf_models(tmp_path_factory: pytest.TempPathFactory) -> Models:
     """Two save_pretrained directories, model and tokenizer each."""
-    tokenizer = _hf_tokenizer()
+    tokenizer = builders.hf_tokenizer()
     return _save_pair(
         tmp_path_factory.mktemp("huggingface"), "",
-        lambda path, label: _save_hf_constant(path, label, tokenizer),
+        lambda path, label: builders.save_hf(path, label, tokenizer),
     )
 
 
@@ -593,7 +472,7 @@ HF = {
         ),
         lambda i: f"row {i}",
         lambda text: int(text.split()[1]),
-        lambda inference: HF_LABELS[inference["label"]],
+        lambda inference: builders.HF_LABELS[inference["label"]],
     ),
 }
 
