@@ -57,6 +57,15 @@ public class ExpansionServiceTest {
     assertEquals(
         RunInference.DEAD_LETTER_SCHEMA,
         ((RowCoder) result.getDeadLetters().getCoder()).getSchema());
+    PCollection<Row> plain =
+        lines()
+            .apply(
+                classifier()
+                    .withHandlerArg("model_uri", MODEL)
+                    .withPreprocess("liveinference_expansion.functions.parse_csv_floats"));
+    assertEquals(
+        RunInference.predictionSchema(FieldType.array(FieldType.DOUBLE), FieldType.INT64),
+        ((RowCoder) plain.getCoder()).getSchema());
   }
 
   @Test
