@@ -65,9 +65,11 @@ def _wait_for(condition, process: subprocess.Popen, seconds: float, log: Path, w
         time.sleep(0.5)
 
 
-def classify_with_a_model_swap(kind: str, endpoint: str, service, models, tmp_path: Path) -> None:
+def classify_with_a_model_swap(kind: str, endpoint: str, service, models, tmp_path: Path,
+                               corrupt_first: bool = False) -> None:
     """Runs ClassifyRows on a watched input folder, swaps the model between two input files,
-    and checks every row, every prediction and the swap."""
+    and checks every row, every prediction and the swap. With `corrupt_first`, a corrupt
+    model file lands before v2: it must reach the dead letters and never serve."""
     watched = tmp_path / "models"
     watched.mkdir()
     v1, v2 = watched / "v1.pkl", watched / "v2.pkl"
@@ -95,6 +97,10 @@ def classify_with_a_model_swap(kind: str, endpoint: str, service, models, tmp_pa
     try:
         _wait_for(lambda: len(_lines(predictions)) >= GOOD_PER_PART, process, 240, log,
                   "predictions of the first file")
+        if corrupt_first:
+            (watched / ".broken.tmp").write_bytes(b"not a pickle")
+            os.replace(watched / ".broken.tmp", watched / "v1_broken.pkl")
+            time.sleep(3)
         shutil.copy(models["v2"], watched / ".v2.pkl.tmp")
         os.replace(watched / ".v2.pkl.tmp", v2)
         time.sleep(4)  # a few refresh intervals
@@ -106,6 +112,13 @@ def classify_with_a_model_swap(kind: str, endpoint: str, service, models, tmp_pa
 
     rows = [line.split("\t") for line in _lines(predictions)]
     dead_rows = [line.split("\t") for line in _lines(dead)]
+    model_loads = [row for row in dead_rows if row[1] in ("load_model", "validate")]
+    dead_rows = [row for row in dead_rows if row not in model_loads]
+    if corrupt_first:
+        assert model_loads and all("v1_broken.pkl" in " ".join(row) for row in model_loads), \
+            model_loads
+    else:
+        assert model_loads == []
     # Every input row is either predicted or dead-lettered, once.
     assert len(rows) + len(dead_rows) == len(part1) + len(part2)
     examples = [tuple(float(v) for v in example.strip("[]").split(",")) for example, _, _ in rows]
@@ -147,7 +160,8 @@ def flink(tmp_path_factory):
 def test_java_pipeline_on_prism_predicts_dead_letters_and_switches_model(
     prism, service, models, tmp_path
 ):
-    classify_with_a_model_swap("prism", prism.address, service, models, tmp_path)
+    classify_with_a_model_swap("prism", prism.address, service, models, tmp_path,
+                               corrupt_first=True)
 
 
 def test_java_pipeline_on_flink_local_predicts_dead_letters_and_switches_model(
