@@ -6,9 +6,9 @@ predictions, in stream order, come from the first model and then from the second
 and by value: the two models answer 1 and 2 whatever the input), and that every example
 comes out once with no dead letters. The models are tiny constant models built here.
 
-Models saved as directories (a TensorFlow SavedModel, Hugging Face save_pretrained) are not
-seen by `watch_model_pattern` yet (see DIRECTORIES_NOT_WATCHED); the Hugging Face handlers
-are also tested with the directory announced by a ModelMetadata event, which works.
+Models saved as directories (a TensorFlow SavedModel, Hugging Face save_pretrained) are
+watched as one version each; the Hugging Face handlers are also tested with the directory
+announced by a ModelMetadata event.
 """
 
 from __future__ import annotations
@@ -66,16 +66,6 @@ DROP_AFTER = 1.0    # seconds into the stream when the second model lands
 ANNOUNCE_AFTER = 0.3  # seconds after it lands that an event names it (event mode)
 POLL = 0.2          # RunInference's watch interval
 LABELS = (1, 2)     # what the first and the second model answer
-
-# Watching a folder for model directories (SavedModel, save_pretrained) does not work yet:
-# FilePatternSource.poll (refresh/sources.py) lists the pattern with FileSystems.match, which
-# returns files only, so a directory renamed into the folder is never offered and the first
-# model serves to the end. Strict, so these tests fail once directories are watched.
-DIRECTORIES_NOT_WATCHED = pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="watch_model_pattern never offers a directory: FileSystems.match lists files only",
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -340,7 +330,7 @@ TF = {
 @pytest.mark.parametrize("kind", [
     "numpy_keras",
     "tensor_saved_weights",
-    pytest.param("numpy_saved_model_directory", marks=DIRECTORIES_NOT_WATCHED),
+    "numpy_saved_model_directory",
 ])
 def test_tensorflow_handlers_swap_in_a_dropped_model(run_pipeline, tmp_path, tf_models, kind):
     case, models, pattern = TF[kind]
@@ -484,7 +474,6 @@ def test_huggingface_handlers_swap_in_an_announced_model_directory(
     _assert_swaps(run_pipeline, tmp_path, HF[kind], hf_models, "*", events=True)
 
 
-@DIRECTORIES_NOT_WATCHED
 @pytest.mark.parametrize("kind", sorted(HF))
 def test_huggingface_handlers_swap_in_a_dropped_model_directory(
     run_pipeline, tmp_path, hf_models, kind

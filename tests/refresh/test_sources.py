@@ -79,3 +79,18 @@ def test_a_channel_relays_per_key_paths(tmp_path):
 def test_publishing_something_that_is_not_a_model_event_says_what_is_expected(tmp_path):
     with pytest.raises(ValueError, match="must be ModelMetadata"):
         publish(str(tmp_path), "/m/v2.pkl")
+
+
+def test_a_model_directory_is_one_version_offered_once_complete(tmp_path):
+    source = FilePatternSource(str(tmp_path / "*"))
+    staging = tmp_path.parent / f"{tmp_path.name}-staging"
+    (staging / "variables").mkdir(parents=True)
+    (staging / "saved_model.pb").write_bytes(b"graph")
+    (staging / "variables" / "data").write_bytes(b"weights")
+    os.replace(staging, tmp_path / "v2")
+    assert source.poll() is None and source.settling
+    version = source.poll()
+    assert version.offer == ModelMetadata(str(tmp_path / "v2"), "v2")
+    (tmp_path / "v2" / "variables" / "data").write_bytes(b"new weights")
+    assert source.poll() is None and source.settling
+    assert source.poll().fingerprint != version.fingerprint

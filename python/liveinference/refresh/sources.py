@@ -55,10 +55,12 @@ def model_name_of(path: str) -> str:
 
 
 class FilePatternSource:
-    """Offers the newest file matching a pattern once its size and time stop changing.
+    """Offers the newest file or directory matching a pattern once it stops changing.
 
-    A file is offered only after two polls saw the same modification time and size, so
-    a file still being written is not loaded half-way. The first sighting of a change
+    A directory (a SavedModel, a `save_pretrained` folder) counts as one version whose
+    time is its newest file's and whose size is its files' total. A version is offered
+    only after two polls saw the same modification time and size, so one still being
+    written is not loaded half-way. The first sighting of a change
     sets `settling`, asking the refresher for a quick second poll.
 
     Args:
@@ -71,13 +73,22 @@ class FilePatternSource:
         self.settling = False
 
     def poll(self) -> Optional[Version]:
-        """Matches the pattern once; returns the newest stable file, if any.
+        """Matches the pattern once; returns the newest stable file or directory, if any.
 
         Raises:
             OSError: if the filesystem cannot be listed (the refresher logs and retries).
         """
-        matches = FileSystems.match([self._pattern])[0].metadata_list
-        seen = {m.path: (m.last_updated_in_seconds, m.size_in_bytes) for m in matches}
+        pattern = self._pattern.rstrip("/")
+        files = FileSystems.match([pattern])[0].metadata_list
+        seen = {m.path: (m.last_updated_in_seconds, m.size_in_bytes) for m in files}
+        depth = pattern.count("/")
+        for nested in FileSystems.match([pattern + "/**"])[0].metadata_list:
+            directory = "/".join(nested.path.split("/")[: depth + 1])
+            mtime, size = seen.get(directory, (0.0, 0))
+            seen[directory] = (
+                max(mtime, nested.last_updated_in_seconds),
+                size + nested.size_in_bytes,
+            )
         stable = [
             (state, path)
             for path, state in seen.items()
