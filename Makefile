@@ -30,6 +30,7 @@ demo: venv
 
 bench: venv
 	"$(PY)" benchmarks/throughput.py
+	"$(PY)" benchmarks/refresh.py
 
 clean-venv:
 	rm -rf "$(VENV)"
