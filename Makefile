@@ -20,6 +20,7 @@ $(VENV)/.ready:
 	"$(PY)" -m pip install --quiet --upgrade pip
 	"$(PY)" -m pip install --quiet -c constraints.txt '.[all,test]'
 	"$(PY)" -m pip uninstall --quiet --yes liveinference
+	rm -rf build python/*.egg-info expansion/*.egg-info
 	touch "$@"
 
 test: venv java-build prism flink-jobserver docker-image

@@ -1,6 +1,6 @@
 """liveinference: Beam's RunInference, drop-in, with models that can be swapped live.
 
-Change `from apache_beam.ml.inference.base import ...` to `from liveinference import ...`.
+Change imports from Beam's `ml.inference.base` to `from liveinference import ...`.
 """
 
 from liveinference.composition import KeyedModelHandler, MaybeKeyedModelHandler

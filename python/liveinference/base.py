@@ -1,6 +1,6 @@
-"""Beam's module path, `apache_beam.ml.inference.base`, for a one-word import change.
+"""Beam's module path, `ml.inference.base`, for a one-word import change.
 
-`from apache_beam.ml.inference.base import RunInference` becomes
+An import from Beam's `ml.inference.base` module becomes
 `from liveinference.base import RunInference`.
 """
 

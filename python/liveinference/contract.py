@@ -1,6 +1,6 @@
 """The handler contract: what a user subclasses, and the records RunInference emits.
 
-`ModelHandler` mirrors `apache_beam.ml.inference.base.ModelHandler` method for method, so a
+`ModelHandler` mirrors Beam's `ml.inference.base.ModelHandler` method for method, so a
 handler written for Beam runs here unchanged. Only `load_model` and `run_inference` must be
 written; every other method has a default.
 """

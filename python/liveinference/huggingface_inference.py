@@ -1,4 +1,4 @@
-"""Beam's module path, `apache_beam.ml.inference.huggingface_inference`, for a one-word change."""
+"""Beam's module path, `ml.inference.huggingface_inference`, for a one-word change."""
 
 from liveinference.frameworks.huggingface import *  # noqa: F401,F403
 from liveinference.frameworks.huggingface import __all__  # noqa: F401

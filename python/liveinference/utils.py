@@ -1,4 +1,4 @@
-"""Beam's module path, `apache_beam.ml.inference.utils`, for a one-word import change."""
+"""Beam's module path, `ml.inference.utils`, for a one-word import change."""
 
 from liveinference.refresh.events import WatchFilePattern
 

@@ -44,7 +44,7 @@ def docker_engine(tmp_path_factory):
         yield
         return
     if shutil.which("dockerd") is None or os.geteuid() != 0:
-        pytest.skip("no Docker engine is reachable (`docker info` fails) and none can be "
+        pytest.skip(reason="no Docker engine is reachable (`docker info` fails) and none can be "
                     "started here (needs the dockerd binary and root); `make docker-image` "
                     "installs Debian's docker.io")
     log = tmp_path_factory.mktemp("dockerd") / "dockerd.log"
@@ -55,7 +55,7 @@ def docker_engine(tmp_path_factory):
         deadline = time.monotonic() + 60
         while not _docker_reachable():
             if daemon.poll() is not None or time.monotonic() > deadline:
-                pytest.skip(f"dockerd did not start: {log.read_text()[-500:]}")
+                pytest.skip(reason=f"dockerd did not start: {log.read_text()[-500:]}")
             time.sleep(0.5)
         yield
     finally:
@@ -70,11 +70,11 @@ def docker_engine(tmp_path_factory):
 @pytest.fixture(scope="module")
 def image(docker_engine) -> str:
     if not IMAGE_TAG_FILE.exists():
-        pytest.skip(f"the service image is not built ({IMAGE_TAG_FILE} is missing); "
+        pytest.skip(reason=f"the service image is not built ({IMAGE_TAG_FILE} is missing); "
                     "run `make docker-image`")
     tag = IMAGE_TAG_FILE.read_text().strip()
     if subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode:
-        pytest.skip(f"image {tag} is not in this Docker engine; run `make docker-image`")
+        pytest.skip(reason=f"image {tag} is not in this Docker engine; run `make docker-image`")
     return tag
 
 

@@ -1,6 +1,6 @@
 """Hugging Face handlers: tensors, dicts of tensors, or pipeline inputs (text, paths) in.
 
-A drop-in for `apache_beam.ml.inference.huggingface_inference`: the same three handlers,
+A drop-in for Beam's `ml.inference.huggingface_inference`: the same three handlers,
 constructor arguments and `PipelineTask`. Models load from a local directory written by
 `save_pretrained` (model and tokenizer). liveinference never downloads: a hub name is
 looked up only in the local Hugging Face cache (`local_files_only=True`); to let

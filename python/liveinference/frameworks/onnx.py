@@ -1,6 +1,6 @@
 """ONNX handler: numpy arrays in, the first output of an onnxruntime session out.
 
-A drop-in for `apache_beam.ml.inference.onnx_inference`: the same handler, constructor
+A drop-in for Beam's `ml.inference.onnx_inference`: the same handler, constructor
 arguments and default inference function. A model is any `.onnx` file, e.g. one written
 by `torch.onnx.export`, `skl2onnx.to_onnx(...).SerializeToString()` or `onnx.save_model`.
 Only onnxruntime is needed to serve it; the `onnx` package is not.

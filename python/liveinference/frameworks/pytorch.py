@@ -1,6 +1,6 @@
 """PyTorch handlers: tensors, or dicts of named tensors, in; the model's outputs out.
 
-A drop-in for `apache_beam.ml.inference.pytorch_inference`: the same two handlers, the same
+A drop-in for Beam's `ml.inference.pytorch_inference`: the same two handlers, the same
 constructor arguments and the same inference functions. A model comes either from a state
 dict plus the `torch.nn.Module` class it belongs to, or from a TorchScript file.
 

@@ -1,6 +1,6 @@
 """XGBoost handlers: 2-D arrays, DataFrames, sparse matrices or datatable Frames in.
 
-A drop-in for `apache_beam.ml.inference.xgboost_inference`: the same four handlers and
+A drop-in for Beam's `ml.inference.xgboost_inference`: the same four handlers and
 constructor arguments. As in Beam, an example is a whole table (rows x features) and its
 inference is the array of its rows' predictions. A model is `model_class()` with the state
 file `model_state` (JSON or UBJ, written by `model.save_model`) loaded into it.
