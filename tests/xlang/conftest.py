@@ -27,7 +27,7 @@ def require(*pieces: str) -> None:
         message = "missing " + "; ".join(missing)
         if os.environ.get("LIVEINFERENCE_REQUIRE_XLANG") == "1":
             pytest.fail(message)
-        pytest.skip(message)
+        pytest.skip(reason=message)
 
 
 def train(path: Path, flip: bool = False, seed: int = 0) -> numpy.ndarray:
