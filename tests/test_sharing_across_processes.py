@@ -93,3 +93,10 @@ def test_model_copies_loads_that_many_copies_per_machine(run_pipeline, worker_pa
     out = _run_two_processes(run_pipeline, handler, list(x[:200]))
     assert len(out) == 200
     assert len(_pids(tmp_path / "loads")) == 2
+
+
+def test_model_copies_are_used_in_turn():
+    from liveinference.dofn import ModelCopies
+
+    copies = ModelCopies(["first", "second"])
+    assert [copies.pick() for _ in range(5)] == ["first", "second", "first", "second", "first"]

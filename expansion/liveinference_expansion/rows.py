@@ -176,7 +176,3 @@ def dead_letter_row(record: Any) -> Any:
         error=f"{record.exception_type}: {record.message}{model}",
     )
 
-
-def key_and(row_type: Any, key_type: Any) -> Tuple[Any, Any]:
-    """Returns the element type of keyed predictions: Tuple[key_type, row_type]."""
-    return Tuple[key_type, row_type]  # type: ignore[return-value]

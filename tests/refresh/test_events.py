@@ -59,9 +59,13 @@ def test_messages_from_an_unbounded_source_swap_the_model(run_pipeline, model_di
             | "AsMessage" >> beam.Map(lambda _: message)
         )
         events = messages | ModelMetadataFromMessages()
-        return {"results": _stream(p, 4.0) | RunInference(handler, model_metadata_pcoll=events, interval=0.1)}
+        return {"results": _stream(p, 4.0) | RunInference(
+            handler, model_metadata_pcoll=events, interval=0.1, refresh_channel=str(channel)
+        )}
 
+    channel = model_dir / "channel"
     results = run_pipeline(build, streaming=True)["results"]
+    assert (channel / "current.json").exists(), "events are relayed through the given channel"
     assert _run_models(results) == [1, 2]
     assert {r.model_id for r in results if int(r.inference) == 2} == {v2}
 

@@ -64,15 +64,10 @@ class Refresher:
         self._stop_timestamp = stop_timestamp
         self._serving_fingerprint: Optional[Tuple[Any, ...]] = None
         self._failed: Set[Tuple[Any, ...]] = set()
-        self._stopped = threading.Event()
 
     def start(self) -> None:
         """Starts polling on a daemon thread."""
         threading.Thread(target=self._run, name="liveinference-refresh", daemon=True).start()
-
-    def stop(self) -> None:
-        """Asks the polling thread to end after its current step."""
-        self._stopped.set()
 
     def poll_once(self) -> None:
         """Polls every source once and loads what the policy picks; on the caller's thread."""
@@ -116,9 +111,9 @@ class Refresher:
         _LOG.info("now serving %s (loaded in %d ms)", version.model_id, report.latency_ms)
 
     def _run(self) -> None:
-        while not self._stopped.is_set() and self._slot() is not None:
+        while self._slot() is not None:
             if self._stop_timestamp is not None and time.time() >= self._stop_timestamp:
                 return
             self.poll_once()
             settling = any(getattr(source, "settling", False) for source in self._sources)
-            self._stopped.wait(min(SETTLE_SECONDS, self._interval) if settling else self._interval)
+            time.sleep(min(SETTLE_SECONDS, self._interval) if settling else self._interval)

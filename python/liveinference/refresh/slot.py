@@ -134,11 +134,6 @@ class ModelSlot:
             self._refresher = make()
         self._refresher.start()
 
-    def stop_refresher(self) -> None:
-        """Stops the slot's refresher, if it has one."""
-        if self._refresher is not None:
-            self._refresher.stop()
-
     def record(self, event: SlotEvent) -> None:
         """Queues a load report or a failed load for the processing thread; any thread."""
         with self._lock:
