@@ -1,7 +1,9 @@
-"""Handlers built from other handlers: pre/post-processing, pre-batched input, keys.
+"""Handlers for keyed input: `KeyedModelHandler` and `MaybeKeyedModelHandler`.
 
-Every wrapper derives from `Delegating`, which forwards each contract method to the
-wrapped handler, so a wrapper only writes what it changes and never drops a method.
+Every wrapper derives from `Delegating` (in contract.py, with the pre/post-processing and
+no-batching wrappers), which forwards each contract method to the wrapped handler, so a
+wrapper only writes what it changes and never drops a method. Per-key models live in
+keyed_models.py.
 """
 
 from __future__ import annotations
@@ -9,82 +11,19 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from liveinference.contract import (
-    CONTRACT_METHODS,
+    Delegating,
     KeyModelMapping,
     KeyModelPathMapping,
     ModelHandler,
 )
-from liveinference.keyed_models import KeyedModels
+from liveinference.keyed_models import ModelPerKeyGroup
 
 __all__ = [
     "Delegating",
     "KeyedModelHandler",
     "MaybeKeyedModelHandler",
-    "NoBatching",
-    "PostProcessing",
-    "PreProcessing",
+    "OneModelForAllKeys",
 ]
-
-
-class Delegating(ModelHandler):
-    """Base for wrappers: each contract method goes to `inner` unless overridden.
-
-    Args:
-        inner: The wrapped handler.
-    """
-
-    def __init__(self, inner: ModelHandler) -> None:
-        self._inner = inner
-
-    @property
-    def inner(self) -> ModelHandler:
-        """The wrapped handler."""
-        return self._inner
-
-
-def _forwarder(name: str) -> Callable[..., Any]:
-    def forward(self: Delegating, *args: Any, **kwargs: Any) -> Any:
-        return getattr(self._inner, name)(*args, **kwargs)
-
-    forward.__name__ = name
-    forward.__doc__ = getattr(ModelHandler, name).__doc__
-    return forward
-
-
-for _name in CONTRACT_METHODS:
-    setattr(Delegating, _name, _forwarder(_name))
-
-
-class PreProcessing(Delegating):
-    """Applies `fn` to each element before the inner handler's own preprocessing."""
-
-    def __init__(self, inner: ModelHandler, fn: Callable[[Any], Any]) -> None:
-        super().__init__(inner)
-        self._fn = fn
-
-    def get_preprocess_fns(self) -> Iterable[Callable[[Any], Any]]:
-        """Returns `fn` followed by the inner handler's preprocessing functions."""
-        return [self._fn, *self._inner.get_preprocess_fns()]
-
-
-class PostProcessing(Delegating):
-    """Applies `fn` to each prediction after the inner handler's own postprocessing."""
-
-    def __init__(self, inner: ModelHandler, fn: Callable[[Any], Any]) -> None:
-        super().__init__(inner)
-        self._fn = fn
-
-    def get_postprocess_fns(self) -> Iterable[Callable[[Any], Any]]:
-        """Returns the inner handler's postprocessing functions followed by `fn`."""
-        return [*self._inner.get_postprocess_fns(), self._fn]
-
-
-class NoBatching(Delegating):
-    """Takes elements that are already batches; RunInference skips `BatchElements`."""
-
-    def should_skip_batching(self) -> bool:
-        """Returns True: each input element is one batch."""
-        return True
 
 
 def _refuse_processing_fns(handler: ModelHandler, wrapper: str) -> None:
@@ -96,12 +35,56 @@ def _refuse_processing_fns(handler: ModelHandler, wrapper: str) -> None:
         )
 
 
+class OneModelForAllKeys(Delegating):
+    """Takes `(key, example)` pairs, runs one model on the examples, keeps the keys.
+
+    Args:
+        unkeyed: The handler for the unkeyed examples.
+    """
+
+    def run_inference(
+        self,
+        batch: Sequence[Tuple[Any, Any]],
+        model: Any,
+        inference_args: Optional[Dict[str, Any]] = None,
+    ) -> Iterable[Tuple[Any, Any]]:
+        """Runs the model on the examples and pairs each prediction with its key."""
+        keys = [key for key, _ in batch]
+        predictions = self._inner.run_inference(
+            [example for _, example in batch], model, inference_args
+        )
+        return list(zip(keys, predictions))
+
+    def get_num_bytes(self, batch: Sequence[Tuple[Any, Any]]) -> int:
+        """Returns the size of the examples in a batch, keys not counted."""
+        return self._inner.get_num_bytes([example for _, example in batch])
+
+    def update_model_paths(
+        self,
+        model: Any,
+        model_paths: Optional[Union[str, List[KeyModelPathMapping]]] = None,
+    ) -> None:
+        """Points the one model at a new path.
+
+        Raises:
+            ValueError: if given per-key paths.
+        """
+        if isinstance(model_paths, list):
+            raise ValueError(
+                "per-key model paths were given to a KeyedModelHandler with a single "
+                "model; give it a list of KeyModelMapping to serve a model per key"
+            )
+        self._inner.update_model_path(model_paths)
+
+
 class KeyedModelHandler(Delegating):
     """Takes `(key, example)` pairs and returns `(key, prediction)` pairs.
 
-    Given one handler, every key uses its model. Given a list of `KeyModelMapping`, each
-    key uses the model of the mapping that lists it; models load on first use and at most
+    Given one handler, every key uses its model (`OneModelForAllKeys`). Given a list of
+    `KeyModelMapping`, each key uses the model of the mapping that lists it
+    (`ModelPerKeyGroup`): models load on first use and at most
     `max_models_per_worker_hint` stay loaded per worker (least recently used goes first).
+    This class only picks one of the two; every method goes to the one it picked.
 
     Args:
         unkeyed: A handler for unkeyed examples, or a list of `KeyModelMapping`.
@@ -117,115 +100,16 @@ class KeyedModelHandler(Delegating):
         unkeyed: Union[ModelHandler, List[KeyModelMapping]],
         max_models_per_worker_hint: Optional[int] = None,
     ) -> None:
-        self._mappings: Optional[List[KeyModelMapping]] = None
+        inner: ModelHandler
         if isinstance(unkeyed, ModelHandler):
             _refuse_processing_fns(unkeyed, "KeyedModelHandler")
-            super().__init__(unkeyed)
-            return
-        mappings = list(unkeyed)
-        if not mappings:
-            raise ValueError("KeyedModelHandler needs a handler or at least one KeyModelMapping")
-        seen: Dict[Any, int] = {}
-        for index, mapping in enumerate(mappings):
-            _refuse_processing_fns(mapping.mh, "KeyedModelHandler")
-            if not mapping.keys:
-                raise ValueError(f"KeyModelMapping #{index} has no keys; give it at least one")
-            for key in mapping.keys:
-                if key in seen:
-                    raise ValueError(
-                        f"key {key!r} is in KeyModelMapping #{seen[key]} and #{index}; "
-                        "each key must map to exactly one handler"
-                    )
-                seen[key] = index
-        super().__init__(mappings[0].mh)
-        self._mappings = mappings
-        self._max_models = max_models_per_worker_hint
-        self._namespace = self.get_metrics_namespace()
-
-    def load_model(self) -> Any:
-        """Loads the single model, or returns a per-key model cache that loads on demand."""
-        if self._mappings is None:
-            return self._inner.load_model()
-        return KeyedModels(self._mappings, self._max_models, self._namespace)
-
-    def run_inference(
-        self,
-        batch: Sequence[Tuple[Any, Any]],
-        model: Any,
-        inference_args: Optional[Dict[str, Any]] = None,
-    ) -> Iterable[Tuple[Any, Any]]:
-        """Runs the model of each key on its examples and pairs each prediction with its key.
-
-        Raises:
-            KeyError: if no mapping lists an element's key.
-        """
-        if self._mappings is None:
-            keys = [key for key, _ in batch]
-            predictions = self._inner.run_inference(
-                [example for _, example in batch], model, inference_args
-            )
-            return list(zip(keys, predictions))
-        return model.run_inference(batch, inference_args)
-
-    def get_num_bytes(self, batch: Sequence[Tuple[Any, Any]]) -> int:
-        """Returns the size of the examples in a batch, keys not counted."""
-        examples = [example for _, example in batch]
-        if self._mappings is None:
-            return self._inner.get_num_bytes(examples)
-        return ModelHandler.get_num_bytes(self, examples)
-
-    def get_metrics_namespace(self) -> str:
-        """Returns the inner handler's namespace, or `BeamML_KeyedModels` for per-key models."""
-        if self._mappings is None:
-            return self._inner.get_metrics_namespace()
-        return "BeamML_KeyedModels"
-
-    def override_metrics(self, metrics_namespace: str = "") -> bool:
-        """Notes the namespace for the per-key load and eviction counters.
-
-        Returns:
-            False for per-key models, so RunInference still reports its metrics; the
-            inner handler's answer for a single model.
-        """
-        if self._mappings is None:
-            return self._inner.override_metrics(metrics_namespace)
-        self._namespace = metrics_namespace or self._namespace
-        return False
-
-    def batch_elements_kwargs(self) -> Dict[str, Any]:
-        """Returns the inner handler's batching arguments (none for per-key models)."""
-        if self._mappings is None:
-            return dict(self._inner.batch_elements_kwargs())
-        return {}
-
-    def update_model_paths(
-        self,
-        model: Any,
-        model_paths: Optional[Union[str, List[KeyModelPathMapping]]] = None,
-    ) -> None:
-        """Points the handlers of the listed keys at new paths (per-key models only).
-
-        Raises:
-            ValueError: if given per-key paths while serving a single model.
-        """
-        if self._mappings is None:
-            if isinstance(model_paths, list):
-                raise ValueError(
-                    "per-key model paths were given to a KeyedModelHandler with a single "
-                    "model; give it a list of KeyModelMapping to serve a model per key"
-                )
-            self._inner.update_model_path(model_paths)
-            return
-        if model_paths:
-            model.update_paths(model_paths)
-
-    def get_preprocess_fns(self) -> Iterable[Callable[[Any], Any]]:
-        """Returns no functions: a keyed handler's functions are added on the keyed handler."""
-        return []
-
-    def get_postprocess_fns(self) -> Iterable[Callable[[Any], Any]]:
-        """Returns no functions: a keyed handler's functions are added on the keyed handler."""
-        return []
+            inner = OneModelForAllKeys(unkeyed)
+        else:
+            mappings = list(unkeyed)
+            for mapping in mappings:
+                _refuse_processing_fns(mapping.mh, "KeyedModelHandler")
+            inner = ModelPerKeyGroup(mappings, max_models_per_worker_hint)
+        super().__init__(inner)
 
 
 class MaybeKeyedModelHandler(Delegating):

@@ -2,7 +2,9 @@
 
 `ModelHandler` mirrors Beam's `ml.inference.base.ModelHandler` method for method, so a
 handler written for Beam runs here unchanged. Only `load_model` and `run_inference` must be
-written; every other method has a default.
+written; every other method has a default. The wrappers its `with_*` builders return live
+here too, on `Delegating`, which forwards every contract method: they are part of the
+contract, and keeping them in this module means it imports nothing of the package.
 """
 
 from __future__ import annotations
@@ -20,17 +22,24 @@ from typing import (
     Mapping,
     NamedTuple,
     Optional,
+    Protocol,
     Sequence,
     TypeVar,
     Union,
+    runtime_checkable,
 )
 
 __all__ = [
     "CONTRACT_METHODS",
+    "Delegating",
     "KeyModelMapping",
     "KeyModelPathMapping",
     "ModelHandler",
     "ModelMetadata",
+    "ModelSet",
+    "NoBatching",
+    "PostProcessing",
+    "PreProcessing",
     "PredictionResult",
 ]
 
@@ -81,6 +90,31 @@ class KeyModelPathMapping(Generic[KeyT]):
     model_id: str = ""
 
 
+@runtime_checkable
+class ModelSet(Protocol):
+    """A loaded model made of several models, one per group of keys.
+
+    A per-key `KeyedModelHandler` loads one. RunInference asks it which model serves a key
+    (to stamp that key's predictions and dead letters), and refresh asks it for a copy with
+    some keys repointed; neither needs to know how the set is built.
+    """
+
+    def model_id_for(self, key: Any) -> str:
+        """Returns the id of the model serving `key`.
+
+        Raises:
+            KeyError: if no model serves `key`.
+        """
+
+    def refreshed(self, updates: Sequence[KeyModelPathMapping]) -> "ModelSet":
+        """Returns a new set in which the listed keys serve newly loaded models.
+
+        Raises:
+            KeyError: if no model serves one of the keys.
+            Exception: whatever loading a new model raises.
+        """
+
+
 class ModelHandler(Generic[ExampleT, PredictionT, ModelT]):
     """Loads a model and runs it on batches of examples.
 
@@ -124,6 +158,17 @@ class ModelHandler(Generic[ExampleT, PredictionT, ModelT]):
     def get_num_bytes(self, batch: Sequence[ExampleT]) -> int:
         """Returns the size of a batch in bytes (its pickled size by default)."""
         return len(pickle.dumps(batch))
+
+    def get_model_id(self) -> str:
+        """Returns the id that predictions of this handler's own model carry.
+
+        RunInference stamps it on every prediction and dead letter of the first model;
+        handlers never stamp it themselves. Framework handlers return their model path.
+
+        Returns:
+            By default the handler's class name, so that a custom handler has an id too.
+        """
+        return type(self).__name__
 
     def get_metrics_namespace(self) -> str:
         """Returns the namespace of the metrics RunInference reports for this handler."""
@@ -199,20 +244,14 @@ class ModelHandler(Generic[ExampleT, PredictionT, ModelT]):
 
         Functions added later run first, as in Beam: the last one added sees the raw input.
         """
-        from liveinference.composition import PreProcessing
-
         return PreProcessing(self, fn)
 
     def with_postprocess_fn(self, fn: Callable[[PredictionT], Any]) -> "ModelHandler":
         """Returns a handler that applies `fn` to each prediction, after earlier ones."""
-        from liveinference.composition import PostProcessing
-
         return PostProcessing(self, fn)
 
     def with_no_batching(self) -> "ModelHandler":
         """Returns a handler whose input elements are already batches (lists of examples)."""
-        from liveinference.composition import NoBatching
-
         return NoBatching(self)
 
 
@@ -226,6 +265,67 @@ def _contract_methods() -> tuple:
 
 
 CONTRACT_METHODS = _contract_methods()
+
+
+class Delegating(ModelHandler):
+    """Base for wrappers: each contract method goes to `inner` unless overridden.
+
+    Args:
+        inner: The wrapped handler.
+    """
+
+    def __init__(self, inner: ModelHandler) -> None:
+        self._inner = inner
+
+    @property
+    def inner(self) -> ModelHandler:
+        """The wrapped handler."""
+        return self._inner
+
+
+def _forwarder(name: str) -> Callable[..., Any]:
+    def forward(self: Delegating, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self._inner, name)(*args, **kwargs)
+
+    forward.__name__ = name
+    forward.__doc__ = getattr(ModelHandler, name).__doc__
+    return forward
+
+
+for _name in CONTRACT_METHODS:
+    setattr(Delegating, _name, _forwarder(_name))
+
+
+class PreProcessing(Delegating):
+    """Applies `fn` to each element before the inner handler's own preprocessing."""
+
+    def __init__(self, inner: ModelHandler, fn: Callable[[Any], Any]) -> None:
+        super().__init__(inner)
+        self._fn = fn
+
+    def get_preprocess_fns(self) -> Iterable[Callable[[Any], Any]]:
+        """Returns `fn` followed by the inner handler's preprocessing functions."""
+        return [self._fn, *self._inner.get_preprocess_fns()]
+
+
+class PostProcessing(Delegating):
+    """Applies `fn` to each prediction after the inner handler's own postprocessing."""
+
+    def __init__(self, inner: ModelHandler, fn: Callable[[Any], Any]) -> None:
+        super().__init__(inner)
+        self._fn = fn
+
+    def get_postprocess_fns(self) -> Iterable[Callable[[Any], Any]]:
+        """Returns the inner handler's postprocessing functions followed by `fn`."""
+        return [*self._inner.get_postprocess_fns(), self._fn]
+
+
+class NoBatching(Delegating):
+    """Takes elements that are already batches; RunInference skips `BatchElements`."""
+
+    def should_skip_batching(self) -> bool:
+        """Returns True: each input element is one batch."""
+        return True
 
 
 class KeyModelMapping(Generic[KeyT, ExampleT, PredictionT, ModelT]):

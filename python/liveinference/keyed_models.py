@@ -1,5 +1,9 @@
 """Per-key models for `KeyedModelHandler`: load on first use, keep at most N, evict the LRU.
 
+`ModelPerKeyGroup` is the handler; the model it loads is a `KeyedModels`, a `ModelSet`:
+RunInference asks it which model serves a key, and refresh asks it for a copy with some
+keys repointed, so neither imports this module.
+
 Loads and evictions are counted as Beam metrics, `num_model_loads` and
 `num_model_evictions`, under the keyed handler's namespace (`BeamML_KeyedModels` unless
 RunInference is given another). Beam records metrics only on the thread processing a
@@ -13,14 +17,14 @@ import copy
 import logging
 import threading
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from apache_beam.metrics import Metrics
 
-from liveinference.contract import KeyModelMapping, KeyModelPathMapping
+from liveinference.contract import Delegating, KeyModelMapping, KeyModelPathMapping, ModelHandler
 from liveinference.errors import UnknownKeyError
 
-__all__ = ["KeyedModels"]
+__all__ = ["KeyedModels", "ModelPerKeyGroup"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -52,6 +56,7 @@ class KeyedModels:
         if max_models is not None and max_models < 1:
             raise ValueError(f"max_models_per_worker_hint must be at least 1, got {max_models}")
         self._handlers = [mapping.mh for mapping in mappings]
+        self._ids = [mapping.mh.get_model_id() for mapping in mappings]
         self._index_of_key: Dict[Any, int] = {
             key: index for index, mapping in enumerate(mappings) for key in mapping.keys
         }
@@ -93,6 +98,14 @@ class KeyedModels:
                 _LOG.info("evicted the model of KeyModelMapping #%d", evicted)
             return model
 
+    def model_id_for(self, key: Any) -> str:
+        """Returns the id of the model serving `key`.
+
+        Raises:
+            UnknownKeyError: if no mapping covers `key`.
+        """
+        return self._ids[self._index(key)]
+
     def run_inference(
         self, batch: Sequence[Tuple[Any, Any]], inference_args: Optional[Dict[str, Any]]
     ) -> List[Tuple[Any, Any]]:
@@ -127,6 +140,7 @@ class KeyedModels:
         """
         new = copy.copy(self)
         new._handlers = list(self._handlers)
+        new._ids = list(self._ids)
         with self._lock:
             new._loaded = collections.OrderedDict(self._loaded)
         new._lock = threading.Lock()
@@ -135,6 +149,7 @@ class KeyedModels:
                 handler = copy.deepcopy(self._handlers[index])
                 handler.update_model_path(update.update_path)
                 new._handlers[index] = handler
+                new._ids[index] = update.model_id or update.update_path
                 new._loaded.pop(index, None)
                 new._model(index)
         return new
@@ -148,5 +163,96 @@ class KeyedModels:
         for update in model_paths:
             for index in {self._index(key) for key in update.keys}:
                 self._handlers[index].update_model_path(update.update_path)
+                self._ids[index] = update.model_id or update.update_path
                 with self._lock:
                     self._loaded.pop(index, None)
+
+
+class ModelPerKeyGroup(Delegating):
+    """Takes `(key, example)` pairs; each key is served by the model of its mapping.
+
+    Its model is a `KeyedModels`. Contract methods it does not override (sharing,
+    environment variables, inference-args checks) go to the first mapping's handler.
+
+    Args:
+        mappings: Which handler serves which keys.
+        max_models: The most models kept loaded at once; None keeps every model.
+
+    Raises:
+        ValueError: if there are no mappings, a mapping has no keys, or a key appears in
+            two mappings.
+    """
+
+    def __init__(self, mappings: Sequence[KeyModelMapping], max_models: Optional[int]) -> None:
+        if not mappings:
+            raise ValueError("KeyedModelHandler needs a handler or at least one KeyModelMapping")
+        seen: Dict[Any, int] = {}
+        for index, mapping in enumerate(mappings):
+            if not mapping.keys:
+                raise ValueError(f"KeyModelMapping #{index} has no keys; give it at least one")
+            for key in mapping.keys:
+                if key in seen:
+                    raise ValueError(
+                        f"key {key!r} is in KeyModelMapping #{seen[key]} and #{index}; "
+                        "each key must map to exactly one handler"
+                    )
+                seen[key] = index
+        super().__init__(mappings[0].mh)
+        self._mappings = list(mappings)
+        self._max_models = max_models
+        self._namespace = self.get_metrics_namespace()
+
+    def load_model(self) -> KeyedModels:
+        """Returns a per-key model set that loads each model on first use."""
+        return KeyedModels(self._mappings, self._max_models, self._namespace)
+
+    def run_inference(
+        self,
+        batch: Sequence[Tuple[Any, Any]],
+        model: Any,
+        inference_args: Optional[Dict[str, Any]] = None,
+    ) -> Iterable[Tuple[Any, Any]]:
+        """Runs the model of each key on its examples and pairs each prediction with its key.
+
+        Raises:
+            UnknownKeyError: if no mapping lists an element's key.
+        """
+        return model.run_inference(batch, inference_args)
+
+    def get_model_id(self) -> str:
+        """Returns the ids of the mappings' models, e.g. "KeyedModels[a.pkl, b.pkl]"."""
+        return f"KeyedModels[{', '.join(mapping.mh.get_model_id() for mapping in self._mappings)}]"
+
+    def get_num_bytes(self, batch: Sequence[Tuple[Any, Any]]) -> int:
+        """Returns the pickled size of the examples in a batch, keys not counted."""
+        return ModelHandler.get_num_bytes(self, [example for _, example in batch])
+
+    def get_metrics_namespace(self) -> str:
+        """Returns `BeamML_KeyedModels`."""
+        return "BeamML_KeyedModels"
+
+    def override_metrics(self, metrics_namespace: str = "") -> bool:
+        """Notes the namespace for the per-key load and eviction counters.
+
+        Returns:
+            False, so RunInference still reports its metrics.
+        """
+        self._namespace = metrics_namespace or self._namespace
+        return False
+
+    def batch_elements_kwargs(self) -> Dict[str, Any]:
+        """Returns no batching arguments: the mappings' handlers may disagree."""
+        return {}
+
+    def update_model_paths(
+        self,
+        model: Any,
+        model_paths: Optional[Union[str, List[KeyModelPathMapping]]] = None,
+    ) -> None:
+        """Points the handlers of the listed keys at new paths; they reload on next use.
+
+        Raises:
+            UnknownKeyError: if no mapping covers one of the keys.
+        """
+        if model_paths:
+            model.update_paths(model_paths)
