@@ -1,7 +1,10 @@
 """`liveinference serve`: starts the expansion service (and a Python worker pool).
 
-    liveinference serve [--host 127.0.0.1] [--port 8097] [--worker-pool-port N]
+    liveinference serve [--host 127.0.0.1] [--port 8097] [--worker-pool-dir DIR]
+                        [--tls-cert server.pem --tls-key server.key [--tls-client-ca ca.pem]]
                         [--allow-module mypackage.features] [--allow-inline-source]
+
+A host other than loopback is refused unless TLS files are given.
 
 It prints one line with the addresses once it listens, and stops cleanly on SIGTERM or
 SIGINT (Ctrl-C), stopping the workers it started.
@@ -16,6 +19,7 @@ import sys
 from typing import List, Optional
 
 from liveinference_expansion.policy import DEFAULT_ALLOWED_MODULES, Policy
+from liveinference_expansion.tls import InsecureListenRefused, TlsFiles
 
 __all__ = ["main"]
 
@@ -35,12 +39,18 @@ def _parser() -> argparse.ArgumentParser:
         "nothing else, for cross-language pipelines.",
     )
     serve.add_argument("--host", default="127.0.0.1",
-                       help="interface to listen on (default 127.0.0.1, loopback only; "
-                       "0.0.0.0 for every interface)")
+                       help="interface to listen on (default 127.0.0.1, loopback only); any "
+                       "other (0.0.0.0 for every interface) needs --tls-cert and --tls-key")
     serve.add_argument("--port", type=int, default=8097,
                        help="expansion service port (default 8097; 0 picks a free port)")
-    serve.add_argument("--worker-pool-port", type=int, default=0,
-                       help="port of the Python worker pool (default 0: a free port)")
+    serve.add_argument("--worker-pool-dir", metavar="DIR",
+                       help="directory (mode 0700, made if missing) for the Python worker "
+                       "pool's Unix socket; default: a fresh one under the temp dir")
+    serve.add_argument("--tls-cert", metavar="PEM",
+                       help="server certificate chain: serve the expansion port over TLS")
+    serve.add_argument("--tls-key", metavar="PEM", help="the certificate's private key")
+    serve.add_argument("--tls-client-ca", metavar="PEM",
+                       help="CA certificates for client certificates: require mutual TLS")
     serve.add_argument("--no-worker-pool", action="store_true",
                        help="run no worker pool; the Python steps then use "
                        "--environment-type/--environment-config")
@@ -67,6 +77,10 @@ def _serve(args: argparse.Namespace) -> int:
     if args.no_worker_pool and not args.environment_type:
         sys.stderr.write("liveinference serve: --no-worker-pool needs --environment-type\n")
         return 2
+    if bool(args.tls_cert) != bool(args.tls_key) or (args.tls_client_ca and not args.tls_cert):
+        sys.stderr.write("liveinference serve: TLS needs both --tls-cert and --tls-key "
+                         "(--tls-client-ca only with them)\n")
+        return 2
     policy = Policy(
         allowed_modules=tuple(dict.fromkeys([*DEFAULT_ALLOWED_MODULES, *args.allow_module])),
         allow_inline_source=args.allow_inline_source,
@@ -75,16 +89,22 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         worker_pool=not args.no_worker_pool,
-        worker_pool_port=args.worker_pool_port,
+        worker_pool_dir=args.worker_pool_dir,
         environment_type=args.environment_type,
         environment_config=args.environment_config,
         policy=policy,
+        tls=TlsFiles(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None,
     )
     server = ExpansionServer(config)
     try:
         server.start()
+    except InsecureListenRefused as error:
+        _LOGGER.error("%s", error)
+        server.stop()
+        return 2
     except OSError as error:
-        sys.stderr.write(f"liveinference serve: {error}\n")
+        _LOGGER.error("%s", error)
+        server.stop()
         return 1
 
     def stop(signum: int, _frame: object) -> None:

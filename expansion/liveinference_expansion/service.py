@@ -1,20 +1,19 @@
-"""The gRPC side: Beam's own expansion service, restricted to `ConfiguredRunInference`, and
-a Python worker pool for portable runners.
+"""The gRPC side: Beam's own expansion service behind an allow-list, its artifacts, and a
+private Python worker pool for portable runners.
 
-Nothing here is hand-written protocol: `ExpansionServiceServicer` (as in Beam's
-`expansion_service_main`) answers expansion requests for Beam's fully-qualified-named
-transform URN, filtered to exactly `TRANSFORM_NAME`; `BeamFnExternalWorkerPoolServicer`
-starts SDK workers as subprocesses when a runner asks for the EXTERNAL environment.
+`GuardedExpansionServicer` is Beam's `ExpansionServiceServicer` (as in Beam's
+`expansion_service_main`) whose `Expand` first runs `check_expansion_request` on the raw
+protobuf, so nothing outside the allow-list is ever decoded; Beam's fully-qualified-name filter,
+set to exactly `TRANSFORM_NAME`, stays on as a second check. The artifact endpoint serves only
+the files of the service's own environments (`StagedArtifacts`), and the worker pool listens on
+a Unix socket only its user can reach (`PrivateWorkerPool`). Beyond loopback the expansion port
+needs TLS (`listen_credentials`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import shutil
-import sys
-import tempfile
 import threading
 from typing import List, Optional
 
@@ -23,18 +22,22 @@ from apache_beam.internal import pickler
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 from apache_beam.portability.api import (
     beam_artifact_api_pb2_grpc,
+    beam_expansion_api_pb2,
     beam_expansion_api_pb2_grpc,
-    beam_fn_api_pb2_grpc,
+    beam_runner_api_pb2,
 )
-from apache_beam.runners.portability import artifact_service, expansion_service
-from apache_beam.runners.worker import worker_pool_main
+from apache_beam.runners.portability import expansion_service
 from apache_beam.transforms.fully_qualified_named_transform import FullyQualifiedNamedTransform
 from apache_beam.utils import thread_pool_executor
 
+from liveinference_expansion.artifacts import StagedArtifacts
 from liveinference_expansion.policy import Policy, set_policy
+from liveinference_expansion.request_guard import RequestRefused, check_expansion_request
+from liveinference_expansion.tls import TlsFiles, listen_credentials
 from liveinference_expansion.transform import TRANSFORM_NAME
+from liveinference_expansion.worker_pool import PrivateWorkerPool
 
-__all__ = ["ExpansionServer", "ServiceConfig"]
+__all__ = ["ExpansionServer", "GuardedExpansionServicer", "ServiceConfig"]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -44,24 +47,59 @@ class ServiceConfig:
     """How to run the service.
 
     Attributes:
-        host: The interface to listen on; loopback by default.
+        host: The interface to listen on; loopback by default. Any other needs `tls`.
         port: The expansion port; 0 picks a free one.
-        worker_pool: Run a Python worker pool (EXTERNAL environment) beside the service.
-        worker_pool_port: The worker pool's port; 0 picks a free one.
+        worker_pool: Run a private Python worker pool (EXTERNAL environment) beside the service.
+        worker_pool_dir: The directory for the pool's Unix socket (mode 0700, made if
+            missing); None makes a fresh one under the system temp dir.
         environment_type: The environment of the Python steps when there is no worker pool:
             "PROCESS", "DOCKER", "EXTERNAL" (Beam's names).
         environment_config: That environment's configuration (Beam's
             `--environment_config`), e.g. the address of a worker pool elsewhere.
         policy: Which functions requests may name.
+        tls: TLS server credentials for the expansion port; required beyond loopback.
     """
 
     host: str = "127.0.0.1"
     port: int = 8097
     worker_pool: bool = True
-    worker_pool_port: int = 0
+    worker_pool_dir: Optional[str] = None
     environment_type: Optional[str] = None
     environment_config: Optional[str] = None
     policy: Policy = Policy()
+    tls: Optional[TlsFiles] = None
+
+
+class GuardedExpansionServicer(expansion_service.ExpansionServiceServicer):
+    """Beam's expansion servicer, answering only requests that pass `check_expansion_request`.
+
+    Args:
+        options: The pipeline options of the expanded transforms (their environment).
+    """
+
+    def Expand(self, request: beam_expansion_api_pb2.ExpansionRequest,
+               context: Optional[grpc.ServicerContext] = None,
+               ) -> beam_expansion_api_pb2.ExpansionResponse:
+        """Refuses a request outside the allow-list, naming what was refused; else expands it."""
+        try:
+            check_expansion_request(request)
+        except RequestRefused as error:
+            peer = context.peer() if context is not None else "a local caller"
+            _LOGGER.warning("expansion request from %s %s", peer, error)
+            return beam_expansion_api_pb2.ExpansionResponse(error=str(error))
+        return super().Expand(request, context)
+
+    def DiscoverSchemaTransform(
+        self, request: beam_expansion_api_pb2.DiscoverSchemaTransformRequest,
+        context: Optional[grpc.ServicerContext] = None,
+    ) -> beam_expansion_api_pb2.DiscoverSchemaTransformResponse:
+        """Answers that this service offers no schema transforms."""
+        return beam_expansion_api_pb2.DiscoverSchemaTransformResponse(
+            error=f"this service offers no schema transforms; it expands only {TRANSFORM_NAME}")
+
+    def staged_artifacts(self) -> List[beam_runner_api_pb2.ArtifactInformation]:
+        """The files this service staged for the environment it puts in its responses."""
+        return list(self._default_environment.artifacts())
 
 
 def _address(host: str, port: int) -> str:
@@ -76,57 +114,10 @@ class ExpansionServer:
         self.address: Optional[str] = None
         self.worker_pool_address: Optional[str] = None
         self._server: Optional[grpc.Server] = None
-        self._pool: Optional[grpc.Server] = None
-        self._pool_servicer: Optional[worker_pool_main.BeamFnExternalWorkerPoolServicer] = None
+        self._pool: Optional[PrivateWorkerPool] = None
         self._filter = FullyQualifiedNamedTransform.with_filter(TRANSFORM_NAME)
+        self._filtering = False
         self._stopped = threading.Event()
-        self._bin_dir: Optional[str] = None
-
-    def _python_first_on_path(self) -> None:
-        """Beam's pool starts workers as a bare `python`: make that this interpreter.
-
-        A wrapper script (not a symlink) keeps the interpreter's own path, so a venv's
-        interpreter still finds its packages; images with only `python3.11` work too.
-        """
-        self._bin_dir = tempfile.mkdtemp(prefix="liveinference-workers-")
-        wrapper = os.path.join(self._bin_dir, "python")
-        with open(wrapper, "w") as file:
-            file.write(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
-        os.chmod(wrapper, 0o755)
-        os.environ["PATH"] = self._bin_dir + os.pathsep + os.environ.get("PATH", "")
-
-    def _start_worker_pool(self) -> str:
-        self._python_first_on_path()
-        os.environ["PYTHONPATH"] = os.pathsep.join(
-            path for path in [*sys.path, os.environ.get("PYTHONPATH", "")] if path
-        )
-        servicer = worker_pool_main.BeamFnExternalWorkerPoolServicer(
-            use_process=True, state_cache_size=0, data_buffer_time_limit_ms=-1
-        )
-        pool = grpc.server(
-            thread_pool_executor.shared_unbounded_instance(),
-            options=[("grpc.http2.max_pings_without_data", 0), ("grpc.http2.max_ping_strikes", 0)],
-        )
-        beam_fn_api_pb2_grpc.add_BeamFnExternalWorkerPoolServicer_to_server(servicer, pool)
-        port = pool.add_insecure_port(_address(self.config.host, self.config.worker_pool_port))
-        if port == 0:
-            raise OSError(f"cannot listen on {self.config.host}:{self.config.worker_pool_port}")
-        pool.start()
-        self._pool, self._pool_servicer = pool, servicer
-        threading.Thread(target=self._reap_workers, name="reap-workers", daemon=True).start()
-        host = "localhost" if self.config.host in ("127.0.0.1", "::1", "localhost") else \
-            self.config.host
-        return _address(host, port)
-
-    def _reap_workers(self) -> None:
-        """Waits for SDK workers that ended by themselves (their job finished), so that a
-        long-running service does not collect one exited process per job."""
-        while not self._stopped.wait(timeout=5.0):
-            processes = self._pool_servicer._worker_processes if self._pool_servicer else {}
-            for worker_id, process in list(processes.items()):
-                if process.poll() is not None:
-                    processes.pop(worker_id, None)
-                    _LOGGER.info("SDK worker %s ended with %s", worker_id, process.returncode)
 
     def _pipeline_options(self) -> PipelineOptions:
         flags: List[str] = ["--experiments=beam_fn_api", "--sdk_location=container"]
@@ -146,31 +137,34 @@ class ExpansionServer:
             This server, with `address` and `worker_pool_address` set.
 
         Raises:
-            OSError: if a port cannot be bound.
+            InsecureListenRefused: if the host is not loopback and no TLS files were given.
+            PermissionError: if the worker pool's directory is not private to this user.
+            OSError: if a port or socket cannot be bound.
         """
+        credentials = listen_credentials(self.config.host, self.config.tls)
         set_policy(self.config.policy)
         if self.config.worker_pool:
-            self.worker_pool_address = self._start_worker_pool()
+            self._pool = PrivateWorkerPool(self.config.worker_pool_dir)
+            self.worker_pool_address = self._pool.start()
         options = self._pipeline_options()
         pickler.set_library(options.view_as(SetupOptions).pickle_library)
         self._filter.__enter__()
+        self._filtering = True
+        servicer = GuardedExpansionServicer(options)
         server = grpc.server(thread_pool_executor.shared_unbounded_instance())
-        beam_expansion_api_pb2_grpc.add_ExpansionServiceServicer_to_server(
-            expansion_service.ExpansionServiceServicer(options), server
-        )
+        beam_expansion_api_pb2_grpc.add_ExpansionServiceServicer_to_server(servicer, server)
         beam_artifact_api_pb2_grpc.add_ArtifactRetrievalServiceServicer_to_server(
-            artifact_service.ArtifactRetrievalService(
-                artifact_service.BeamFilesystemHandler(None).file_reader
-            ),
-            server,
-        )
-        port = server.add_insecure_port(_address(self.config.host, self.config.port))
+            StagedArtifacts(servicer.staged_artifacts()), server)
+        address = _address(self.config.host, self.config.port)
+        port = (server.add_insecure_port(address) if credentials is None
+                else server.add_secure_port(address, credentials))
         if port == 0:
             raise OSError(f"cannot listen on {self.config.host}:{self.config.port}")
         server.start()
         self._server = server
         self.address = _address(self.config.host, port)
-        _LOGGER.info("expansion service for %s listening at %s", TRANSFORM_NAME, self.address)
+        _LOGGER.info("expansion service for %s listening at %s (%s)", TRANSFORM_NAME,
+                     self.address, "plaintext, loopback" if credentials is None else "TLS")
         return self
 
     def wait(self) -> None:
@@ -185,13 +179,9 @@ class ExpansionServer:
         if self._server is not None:
             self._server.stop(grace).wait()
         if self._pool is not None:
-            self._pool.stop(grace).wait()
-        if self._pool_servicer is not None:
-            for process in list(self._pool_servicer._worker_processes.values()):
-                worker_pool_main.kill_process_gracefully(process, timeout=5)
-        self._filter.__exit__(None, None, None)
-        if self._bin_dir:
-            shutil.rmtree(self._bin_dir, ignore_errors=True)
+            self._pool.stop(grace)
+        if self._filtering:
+            self._filter.__exit__(None, None, None)
         self._stopped.set()
 
     def __enter__(self) -> "ExpansionServer":

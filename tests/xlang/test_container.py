@@ -84,12 +84,16 @@ def test_containerized_service_expands_and_runs_inference(image, models, tmp_pat
 
     monkeypatch.setenv("TESTCONTAINERS_RYUK_DISABLED", "true")  # its image cannot be pulled
     model_dir = Path(models["v1"]).parent
-    port, workers = xlang_runtime.free_port(), xlang_runtime.free_port()
+    port = xlang_runtime.free_port()
+    # The worker pool's private Unix socket, in a 0700 folder shared with the container.
+    pool_dir = tmp_path / "pool"
+    pool_dir.mkdir(mode=0o700)
     container = (
         DockerContainer(image)
-        .with_command(f"--host 127.0.0.1 --port {port} --worker-pool-port {workers}")
+        .with_command(f"--port {port} --worker-pool-dir {pool_dir}")
         .with_kwargs(network_mode="host")
         .with_volume_mapping(str(model_dir), str(model_dir), "ro")
+        .with_volume_mapping(str(pool_dir), str(pool_dir), "rw")
     )
     with container:
         wait_for_logs(container, "listening on", timeout=120)

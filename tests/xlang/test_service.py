@@ -3,9 +3,12 @@ with messages naming the problem while staying up, and shuts down cleanly on sig
 
 from __future__ import annotations
 
+import os
 import signal
+import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import apache_beam as beam
 import psutil
@@ -44,18 +47,22 @@ def refused(address: str, **kwargs) -> str:
     return str(error.value)
 
 
-def test_service_prints_its_address_and_listens_on_loopback_only(service):
+def test_service_listens_on_loopback_and_its_worker_pool_on_a_private_unix_socket(service):
     assert service.address.startswith("127.0.0.1:")
-    assert service.extra["workers"].startswith("localhost:")
+    socket_path = Path(service.extra["workers"].removeprefix("unix://"))
+    assert service.extra["workers"] == f"unix://{socket_path}"
+    assert stat.S_ISSOCK(socket_path.stat().st_mode)
+    assert stat.S_IMODE(socket_path.parent.stat().st_mode) == 0o700
+    assert socket_path.parent.stat().st_uid == os.geteuid()
     listening = {
         (conn.laddr.ip, conn.laddr.port)
         for conn in psutil.Process(service.process.pid).net_connections(kind="tcp")
         if conn.status == psutil.CONN_LISTEN
     }
-    ports = {int(service.address.rsplit(":", 1)[1]), int(service.extra["workers"].rsplit(":", 1)[1])}
-    assert {port for _, port in listening} >= ports
+    # The expansion port is the only TCP port, on loopback; the worker pool has none.
     # gRPC may report the IPv4-mapped form of the same loopback address.
-    assert {ip.removeprefix("::ffff:") for ip, port in listening if port in ports} == {"127.0.0.1"}
+    assert {(ip.removeprefix("::ffff:"), port) for ip, port in listening} == {
+        ("127.0.0.1", int(service.address.rsplit(":", 1)[1]))}
 
 
 def test_a_valid_request_expands_into_typed_rows(service, models):

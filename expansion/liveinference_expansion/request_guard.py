@@ -1,0 +1,198 @@
+"""Allow-list checks on a raw `ExpansionRequest`, before Beam decodes any of it.
+
+Beam's `ExpansionServiceServicer` turns a request into Python objects before any transform
+filter runs: a transform URN of its choosing (`beam:transform:pickled_python:v1`, a ParDo with a
+pickled DoFn), pickled coders or window functions among the request's components, and schema
+fields of the `python_callable` logical type all run code in the service while being decoded.
+`check_expansion_request` reads the protobuf request as data and raises `RequestRefused` unless
+everything in it is on an allow-list:
+
+- the transform is Beam's fully-qualified-named transform whose constructor is exactly
+  `TRANSFORM_NAME`, with a data-only kwargs schema;
+- the components hold only standard coders, standard window functions and Impulse
+  placeholders for the inputs (what Beam's Java and Python clients send);
+- every schema (kwargs, Row coders, schema options) uses atomic, array, iterable, map and row
+  types and only the data logical types in `ALLOWED_LOGICAL_TYPES`, at any depth.
+
+Environments in the request are left alone: the service never starts them, it only returns
+them to the client that sent them.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from apache_beam.coders import RowCoder
+from apache_beam.portability import common_urns
+from apache_beam.portability.api import (
+    beam_expansion_api_pb2,
+    beam_runner_api_pb2,
+    external_transforms_pb2,
+    schema_pb2,
+)
+from apache_beam.transforms.fully_qualified_named_transform import (
+    PYTHON_FULLY_QUALIFIED_NAMED_TRANSFORM_URN,
+)
+from google.protobuf.message import DecodeError
+
+from liveinference_expansion.transform import TRANSFORM_NAME
+
+__all__ = [
+    "ALLOWED_CODERS",
+    "ALLOWED_LOGICAL_TYPES",
+    "ALLOWED_WINDOW_FNS",
+    "RequestRefused",
+    "check_expansion_request",
+]
+
+ALLOWED_CODERS = frozenset(
+    getattr(common_urns.coders, name).urn
+    for name in ("BOOL", "BYTES", "DOUBLE", "GLOBAL_WINDOW", "INTERVAL_WINDOW", "ITERABLE", "KV",
+                 "LENGTH_PREFIX", "NULLABLE", "PARAM_WINDOWED_VALUE", "ROW", "SHARDED_KEY",
+                 "STATE_BACKED_ITERABLE", "STRING_UTF8", "TIMER", "VARINT", "WINDOWED_VALUE")
+)
+"""Beam's standard (model) coders: data formats with no code in their payloads."""
+
+ALLOWED_WINDOW_FNS = frozenset(
+    getattr(common_urns, name).urn
+    for name in ("global_windows", "fixed_windows", "sliding_windows", "session_windows")
+)
+"""Beam's standard window functions; pickled Python and serialized Java ones are refused."""
+
+ALLOWED_LOGICAL_TYPES = frozenset(
+    getattr(common_urns, name).urn
+    for name in ("millis_instant", "micros_instant", "decimal", "fixed_bytes", "var_bytes",
+                 "fixed_char", "var_char")
+) | {"beam:logical_type:fixed_decimal:v1"}
+"""Logical types whose values are data (instants, decimals, sized bytes and strings).
+
+Everything else is refused, `beam:logical_type:python_callable:v1` (source code, compiled when
+a value is decoded) first of all."""
+
+_IMPULSE = common_urns.primitives.IMPULSE.urn
+
+
+class RequestRefused(ValueError):
+    """An expansion request that asks the service to decode something outside its allow-list."""
+
+
+def _refuse(what: str, next_step: str = "") -> RequestRefused:
+    return RequestRefused(
+        f"refused before decoding: {what}; this service expands only "
+        f"{TRANSFORM_NAME} through {PYTHON_FULLY_QUALIFIED_NAMED_TRANSFORM_URN} with data-only "
+        f"arguments{'; ' + next_step if next_step else ''}"
+    )
+
+
+def _check_field_type(field_type: schema_pb2.FieldType, where: str) -> None:
+    kind = field_type.WhichOneof("type_info")
+    if kind == "atomic_type":
+        return
+    if kind in ("array_type", "iterable_type"):
+        _check_field_type(getattr(field_type, kind).element_type, f"{where}[]")
+    elif kind == "map_type":
+        _check_field_type(field_type.map_type.key_type, f"{where}{{key}}")
+        _check_field_type(field_type.map_type.value_type, f"{where}{{value}}")
+    elif kind == "row_type":
+        _check_schema(field_type.row_type.schema, where)
+    elif kind == "logical_type":
+        logical = field_type.logical_type
+        if logical.urn not in ALLOWED_LOGICAL_TYPES:
+            raise _refuse(
+                f"{where} has logical type {logical.urn!r}, which is not a data type this "
+                f"service decodes (allowed: {sorted(ALLOWED_LOGICAL_TYPES)})",
+                "send plain values (strings, numbers, rows, arrays) instead",
+            )
+        if logical.HasField("representation"):
+            _check_field_type(logical.representation, f"{where}<representation>")
+        if logical.HasField("argument_type"):
+            _check_field_type(logical.argument_type, f"{where}<argument>")
+    else:
+        raise _refuse(f"{where} has no type")
+
+
+def _check_options(options: Iterable[schema_pb2.Option], where: str) -> None:
+    for option in options:
+        if option.HasField("type"):
+            _check_field_type(option.type, f"{where} option {option.name!r}")
+
+
+def _check_schema(schema: schema_pb2.Schema, where: str) -> None:
+    _check_options(schema.options, where)
+    for field in schema.fields:
+        field_where = f"{where}.{field.name}"
+        _check_field_type(field.type, field_where)
+        _check_options(field.options, field_where)
+
+
+def _check_transform_payload(payload: bytes) -> None:
+    try:
+        config = external_transforms_pb2.ExternalConfigurationPayload.FromString(payload)
+    except DecodeError as error:
+        raise _refuse(f"the transform payload is not an ExternalConfigurationPayload ({error})")
+    _check_schema(config.schema, "field kwargs schema")
+    try:
+        row = RowCoder(config.schema).decode(config.payload)
+    except Exception as error:  # a malformed row: Beam raises many types here
+        raise _refuse(f"the transform's arguments do not decode with their schema ({error})")
+    constructor = getattr(row, "constructor", None)
+    if constructor != TRANSFORM_NAME:
+        raise _refuse(f"constructor {constructor!r} is not allowed by filter",
+                      f"name {TRANSFORM_NAME!r}")
+
+
+def _check_components(components: beam_runner_api_pb2.Components) -> None:
+    for coder_id, coder in components.coders.items():
+        urn = coder.spec.urn
+        if urn not in ALLOWED_CODERS:
+            raise _refuse(
+                f"coder {coder_id!r} has URN {urn!r}, not a standard Beam coder (a pickled or "
+                "SDK-specific coder would be deserialized here)",
+                "give the input a schema (Row) or a standard coder",
+            )
+        if urn == common_urns.coders.ROW.urn:
+            try:
+                schema = schema_pb2.Schema.FromString(coder.spec.payload)
+            except DecodeError as error:
+                raise _refuse(f"Row coder {coder_id!r} has no readable schema ({error})")
+            _check_schema(schema, f"Row coder {coder_id!r}")
+    for strategy_id, strategy in components.windowing_strategies.items():
+        if strategy.window_fn.urn not in ALLOWED_WINDOW_FNS:
+            raise _refuse(
+                f"windowing strategy {strategy_id!r} has window function "
+                f"{strategy.window_fn.urn!r}, not a standard Beam one",
+                "window the input with global, fixed, sliding or session windows",
+            )
+    for transform_id, transform in components.transforms.items():
+        if transform.spec.urn != _IMPULSE or transform.subtransforms or transform.inputs:
+            raise _refuse(
+                f"component transform {transform_id!r} ({transform.spec.urn!r}) is not an "
+                "Impulse placeholder for an input"
+            )
+
+
+def check_expansion_request(request: beam_expansion_api_pb2.ExpansionRequest) -> None:
+    """Raises unless every part of `request` that Beam would decode is on the allow-lists.
+
+    Args:
+        request: The request as it arrived; nothing in it has been decoded yet.
+
+    Raises:
+        RequestRefused: naming the first thing that is not allowed (a transform URN, a
+            constructor, a coder, a window function, a logical type and where it sits).
+    """
+    spec = request.transform.spec
+    if spec.urn != PYTHON_FULLY_QUALIFIED_NAMED_TRANSFORM_URN:
+        raise _refuse(f"transform URN {spec.urn!r} is not allowed")
+    if request.transform.subtransforms:
+        raise _refuse("the transform to expand has subtransforms")
+    _check_components(request.components)
+    for tag, pcollection_id in request.transform.inputs.items():
+        if pcollection_id not in request.components.pcollections:
+            raise _refuse(f"input {tag!r} names PCollection {pcollection_id!r}, which the "
+                          "request's components do not hold")
+    for tag, coder_id in request.output_coder_requests.items():
+        if coder_id not in request.components.coders:
+            raise _refuse(f"output {tag!r} asks for coder {coder_id!r}, which the request's "
+                          "components do not hold")
+    _check_transform_payload(spec.payload)
