@@ -1,40 +1,64 @@
 # Two commands for a new machine: `make demo` and `make test` (see README.md).
-# The venv lives outside the checkout, keyed by a hash of pyproject.toml and constraints.txt,
-# so that every clone on this machine reuses it; a new machine builds it with the same command.
+# The venvs live outside the checkout, keyed by a hash of pyproject.toml and constraints.txt,
+# so that every clone on this machine reuses them; a new machine builds them with the same command.
+# The package is installed editable, pointed at the checkout that runs make (no stale copy).
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV_KEY := $(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
 VENV ?= $(HOME)/.cache/liveinference/venv-$(VENV_KEY)
+DEMO_VENV ?= $(HOME)/.cache/liveinference/demo-venv-$(VENV_KEY)
 PY := $(VENV)/bin/python
-export PYTHONPATH := $(CURDIR)/python:$(CURDIR)/expansion:$(CURDIR)
+ALL_EXTRAS := all,test
 export PATH := $(VENV)/bin:$(PATH)
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: venv test demo bench clean-venv
+.PHONY: venv demo-venv test demo bench clean-venv
+
+# $(call make_venv,DIR,EXTRAS): a venv with the dependencies of liveinference[EXTRAS].
+define make_venv
+	rm -rf "$(1)"
+	$(PYTHON) -m venv "$(1)"
+	"$(1)/bin/python" -m pip install --quiet --upgrade pip 'setuptools>=77' wheel
+	"$(1)/bin/python" -m pip install --quiet -c constraints.txt -e '.[$(2)]'
+	rm -rf build python/*.egg-info expansion/*.egg-info
+	touch "$(1)/.ready"
+endef
+
+# $(call point_at_checkout,DIR): re-points DIR's editable install at this checkout (a few seconds).
+define point_at_checkout
+	if [ "$$(cat "$(1)/.checkout" 2>/dev/null)" != "$(CURDIR)" ]; then \
+	  "$(1)/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e . && \
+	  rm -rf build python/*.egg-info expansion/*.egg-info && \
+	  echo "$(CURDIR)" > "$(1)/.checkout"; fi
+endef
 
 venv: $(VENV)/.ready
+	@$(call point_at_checkout,$(VENV))
 
 $(VENV)/.ready:
-	rm -rf "$(VENV)" $(filter-out $(VENV),$(wildcard $(dir $(VENV))venv-*))
-	$(PYTHON) -m venv "$(VENV)"
-	"$(PY)" -m pip install --quiet --upgrade pip
-	"$(PY)" -m pip install --quiet -c constraints.txt '.[all,test]'
-	"$(PY)" -m pip uninstall --quiet --yes liveinference
-	rm -rf build python/*.egg-info expansion/*.egg-info
-	touch "$@"
+	rm -rf $(filter-out $(VENV),$(wildcard $(dir $(VENV))venv-*))
+	$(call make_venv,$(VENV),$(ALL_EXTRAS))
+
+demo-venv: $(DEMO_VENV)/.ready
+	@$(call point_at_checkout,$(DEMO_VENV))
+
+$(DEMO_VENV)/.ready:
+	rm -rf $(filter-out $(DEMO_VENV),$(wildcard $(dir $(DEMO_VENV))demo-venv-*))
+	$(call make_venv,$(DEMO_VENV),sklearn)
 
 test: venv java-build prism flink-jobserver docker-image
 	"$(PY)" -m pytest -q -p no:cacheprovider
 
-demo: venv
-	"$(PY)" examples/demo.py
+# The demo needs scikit-learn only: a light venv, built in about a minute on a new machine.
+demo: demo-venv
+	"$(DEMO_VENV)/bin/python" examples/demo.py
 
 bench: venv
 	"$(PY)" benchmarks/throughput.py
 	"$(PY)" benchmarks/refresh.py
 
 clean-venv:
-	rm -rf "$(VENV)"
+	rm -rf "$(VENV)" "$(DEMO_VENV)"
 
 # --- Cross-language: Java wrapper, expansion service, runners, service image -------------------
 # Everything downloaded or built is cached outside the checkout (~/.cache/liveinference, ~/.m2,
