@@ -1,4 +1,5 @@
-"""java/pom.xml and build.gradle declare the same dependencies, versions and scopes."""
+"""java/pom.xml and build.gradle declare the same dependencies, annotation processors, versions
+and scopes."""
 
 from __future__ import annotations
 
@@ -22,11 +23,18 @@ def maven_dependencies(pom: Path) -> set:
         value = found.text.strip() if found is not None and found.text else default
         return re.sub(r"\$\{([^}]+)\}", lambda m: properties[m.group(1)], value)
 
-    return {
+    dependencies = {
         (_SCOPES[text(dep, "scope", "compile")], text(dep, "groupId"), text(dep, "artifactId"),
          text(dep, "version"))
         for dep in root.findall("m:dependencies/m:dependency", _NS)
     }
+    processors = {
+        ("annotationProcessor", text(path, "groupId"), text(path, "artifactId"),
+         text(path, "version"))
+        for path in root.findall(
+            "m:build/m:plugins/m:plugin/m:configuration/m:annotationProcessorPaths/m:path", _NS)
+    }
+    return dependencies | processors
 
 
 def gradle_dependencies(build: Path) -> set:

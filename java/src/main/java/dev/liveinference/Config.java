@@ -1,5 +1,6 @@
 package dev.liveinference;
 
+import com.google.auto.value.AutoValue;
 import java.io.Serializable;
 import java.util.ArrayList;
 import java.util.Collections;
@@ -20,15 +21,18 @@ import org.checkerframework.checker.nullness.qual.Nullable;
 import org.joda.time.Duration;
 
 /**
- * The immutable configuration behind {@link RunInference}: checked when each value is set, and
- * turned into the keyword arguments of the Python {@code ConfiguredRunInference}.
+ * The immutable configuration behind {@link RunInference}: each {@code with*} method checks its
+ * value and returns a copy made through {@link #toBuilder()}; {@link #kwargs()} turns it into
+ * the keyword arguments of the Python {@code ConfiguredRunInference}.
  */
-final class Config implements Serializable {
+@AutoValue
+abstract class Config implements Serializable {
 
   private static final long serialVersionUID = 1L;
-  private static final Pattern HANDLER = Pattern.compile("[a-z][a-z0-9_]*");
+  private static final Pattern HANDLER = Pattern.compile("[A-Za-z_][A-Za-z0-9_.]*");
   private static final Pattern IDENTIFIER = Pattern.compile("[A-Za-z_][A-Za-z0-9_]*");
-  private static final Pattern HOST_PORT = Pattern.compile("(\\[[0-9a-fA-F:.]+\\]|[^:\\s]+):(\\d{1,5})");
+  private static final Pattern HOST_PORT =
+      Pattern.compile("(\\[[0-9a-fA-F:.]+\\]|[^:\\s]+):(\\d{1,5})");
   private static final List<Class<?>> ARG_TYPES =
       List.of(
           String.class,
@@ -38,69 +42,88 @@ final class Config implements Serializable {
           Float.class,
           Boolean.class,
           Row.class);
+  private static final Duration DEFAULT_CONNECT_TIMEOUT = Duration.standardSeconds(10);
 
-  private final String handler;
-  private final FieldType exampleType;
-  private final FieldType inferenceType;
-  private final @Nullable FieldType keyType;
-  private final Map<String, Object> handlerArgs;
-  private final List<String> preprocess;
-  private final List<String> postprocess;
-  private final @Nullable String watchPattern;
-  private final @Nullable Duration interval;
-  private final boolean exceptionHandling;
-  private final String expansionService;
-  private final long connectTimeoutMillis;
+  abstract String handler();
 
-  private Config(
-      String handler,
-      FieldType exampleType,
-      FieldType inferenceType,
-      @Nullable FieldType keyType,
-      Map<String, Object> handlerArgs,
-      List<String> preprocess,
-      List<String> postprocess,
-      @Nullable String watchPattern,
-      @Nullable Duration interval,
-      boolean exceptionHandling,
-      String expansionService,
-      long connectTimeoutMillis) {
-    this.handler = handler;
-    this.exampleType = exampleType;
-    this.inferenceType = inferenceType;
-    this.keyType = keyType;
-    this.handlerArgs = Collections.unmodifiableMap(new LinkedHashMap<>(handlerArgs));
-    this.preprocess = List.copyOf(preprocess);
-    this.postprocess = List.copyOf(postprocess);
-    this.watchPattern = watchPattern;
-    this.interval = interval;
-    this.exceptionHandling = exceptionHandling;
-    this.expansionService = expansionService;
-    this.connectTimeoutMillis = connectTimeoutMillis;
+  abstract FieldType exampleType();
+
+  abstract FieldType inferenceType();
+
+  abstract @Nullable FieldType keyType();
+
+  abstract Map<String, Object> handlerArgs();
+
+  abstract List<String> preprocess();
+
+  abstract List<String> postprocess();
+
+  abstract @Nullable String watchPattern();
+
+  abstract @Nullable Duration refreshInterval();
+
+  abstract boolean exceptionHandling();
+
+  abstract String expansionService();
+
+  abstract Duration connectTimeout();
+
+  abstract @Nullable TlsFiles tls();
+
+  abstract Builder toBuilder();
+
+  /** The one way to make a changed copy; only {@link Config}'s own methods use it. */
+  @AutoValue.Builder
+  abstract static class Builder {
+    abstract Builder setHandler(String handler);
+
+    abstract Builder setExampleType(FieldType exampleType);
+
+    abstract Builder setInferenceType(FieldType inferenceType);
+
+    abstract Builder setKeyType(@Nullable FieldType keyType);
+
+    abstract Builder setHandlerArgs(Map<String, Object> handlerArgs);
+
+    abstract Builder setPreprocess(List<String> preprocess);
+
+    abstract Builder setPostprocess(List<String> postprocess);
+
+    abstract Builder setWatchPattern(@Nullable String watchPattern);
+
+    abstract Builder setRefreshInterval(@Nullable Duration refreshInterval);
+
+    abstract Builder setExceptionHandling(boolean exceptionHandling);
+
+    abstract Builder setExpansionService(String expansionService);
+
+    abstract Builder setConnectTimeout(Duration connectTimeout);
+
+    abstract Builder setTls(@Nullable TlsFiles tls);
+
+    abstract Config build();
   }
 
   static Config of(String handler, FieldType exampleType, FieldType inferenceType) {
     if (handler == null || !HANDLER.matcher(handler).matches()) {
       throw new IllegalArgumentException(
-          "handler must be a handler name such as \"sklearn_numpy\" (lower case, digits and"
-              + " underscores), got "
+          "handler must be the name of a handler the expansion service knows, such as"
+              + " \"sklearn_numpy\" (a Python identifier, dots allowed), got "
               + quote(handler));
     }
     typeName(exampleType, "exampleType");
     typeName(inferenceType, "inferenceType");
-    return new Config(
-        handler,
-        exampleType,
-        inferenceType,
-        null,
-        Map.of(),
-        List.of(),
-        List.of(),
-        null,
-        null,
-        false,
-        RunInference.DEFAULT_EXPANSION_SERVICE,
-        10_000);
+    return new AutoValue_Config.Builder()
+        .setHandler(handler)
+        .setExampleType(exampleType)
+        .setInferenceType(inferenceType)
+        .setHandlerArgs(Map.of())
+        .setPreprocess(List.of())
+        .setPostprocess(List.of())
+        .setExceptionHandling(false)
+        .setExpansionService(RunInference.DEFAULT_EXPANSION_SERVICE)
+        .setConnectTimeout(DEFAULT_CONNECT_TIMEOUT)
+        .build();
   }
 
   Config keyed(FieldType keyType) {
@@ -109,8 +132,7 @@ final class Config implements Serializable {
       throw new IllegalArgumentException(
           "keyType must be FieldType.STRING or FieldType.INT64, got " + keyType);
     }
-    return copy(keyType, handlerArgs, preprocess, postprocess, watchPattern, interval,
-        exceptionHandling, expansionService, connectTimeoutMillis);
+    return toBuilder().setKeyType(keyType).build();
   }
 
   Config withHandlerArg(String name, Object value) {
@@ -118,12 +140,12 @@ final class Config implements Serializable {
       throw new IllegalArgumentException(
           "a handler argument name must be a Python identifier, got " + quote(name));
     }
-    if (handlerArgs.containsKey(name)) {
+    if (handlerArgs().containsKey(name)) {
       throw new IllegalArgumentException(
           "handler argument '"
               + name
               + "' is already set to "
-              + handlerArgs.get(name)
+              + handlerArgs().get(name)
               + "; set each argument once");
     }
     if (value == null || !ARG_TYPES.contains(value.getClass())) {
@@ -135,47 +157,44 @@ final class Config implements Serializable {
               + "; give a String, Long, Integer, Double, Float, Boolean or Row (callables by"
               + " qualified name, enums by member name)");
     }
-    Map<String, Object> args = new LinkedHashMap<>(handlerArgs);
+    if ((value instanceof Double && !Double.isFinite((Double) value))
+        || (value instanceof Float && !Float.isFinite((Float) value))) {
+      throw new IllegalArgumentException(
+          "handler argument '" + name + "' is " + value + "; give a finite number");
+    }
+    Map<String, Object> args = new LinkedHashMap<>(handlerArgs());
     args.put(name, value);
-    return copy(keyType, args, preprocess, postprocess, watchPattern, interval, exceptionHandling,
-        expansionService, connectTimeoutMillis);
+    return toBuilder().setHandlerArgs(Collections.unmodifiableMap(args)).build();
   }
 
   Config withPreprocess(String qualifiedName) {
-    List<String> functions = new ArrayList<>(preprocess);
-    functions.add(checkFunction(qualifiedName, "withPreprocess"));
-    return copy(keyType, handlerArgs, functions, postprocess, watchPattern, interval,
-        exceptionHandling, expansionService, connectTimeoutMillis);
+    return toBuilder()
+        .setPreprocess(appended(preprocess(), checkFunction(qualifiedName, "withPreprocess")))
+        .build();
   }
 
   Config withPostprocess(String qualifiedName) {
-    List<String> functions = new ArrayList<>(postprocess);
-    functions.add(checkFunction(qualifiedName, "withPostprocess"));
-    return copy(keyType, handlerArgs, preprocess, functions, watchPattern, interval,
-        exceptionHandling, expansionService, connectTimeoutMillis);
+    return toBuilder()
+        .setPostprocess(appended(postprocess(), checkFunction(qualifiedName, "withPostprocess")))
+        .build();
   }
 
   Config withModelRefresh(String filePattern, Duration interval) {
-    if (watchPattern != null) {
+    if (watchPattern() != null) {
       throw new IllegalArgumentException(
-          "model refresh is already set to watch " + quote(watchPattern) + "; set it once");
+          "model refresh is already set to watch " + quote(watchPattern()) + "; set it once");
     }
     if (filePattern == null || filePattern.isBlank()) {
       throw new IllegalArgumentException(
           "withModelRefresh needs a file pattern such as \"/models/*.pkl\", got "
               + quote(filePattern));
     }
-    if (interval == null || interval.getMillis() <= 0) {
-      throw new IllegalArgumentException(
-          "withModelRefresh needs a positive interval, got " + interval);
-    }
-    return copy(keyType, handlerArgs, preprocess, postprocess, filePattern, interval,
-        exceptionHandling, expansionService, connectTimeoutMillis);
+    checkPositive(interval, "interval", "withModelRefresh");
+    return toBuilder().setWatchPattern(filePattern).setRefreshInterval(interval).build();
   }
 
   Config withExceptionHandling() {
-    return copy(keyType, handlerArgs, preprocess, postprocess, watchPattern, interval, true,
-        expansionService, connectTimeoutMillis);
+    return toBuilder().setExceptionHandling(true).build();
   }
 
   Config withExpansionService(String hostAndPort) {
@@ -189,30 +208,22 @@ final class Config implements Serializable {
       throw new IllegalArgumentException(
           "the expansion service port must be between 1 and 65535, got " + port);
     }
-    return copy(keyType, handlerArgs, preprocess, postprocess, watchPattern, interval,
-        exceptionHandling, hostAndPort, connectTimeoutMillis);
+    return toBuilder().setExpansionService(hostAndPort).build();
   }
 
-  Config withConnectTimeoutMillis(long millis) {
-    return copy(keyType, handlerArgs, preprocess, postprocess, watchPattern, interval,
-        exceptionHandling, expansionService, millis);
+  Config withConnectTimeout(Duration timeout) {
+    checkPositive(timeout, "timeout", "withExpansionServiceTimeout");
+    return toBuilder().setConnectTimeout(timeout).build();
   }
 
-  String expansionService() {
-    return expansionService;
-  }
-
-  long connectTimeoutMillis() {
-    return connectTimeoutMillis;
-  }
-
-  boolean exceptionHandling() {
-    return exceptionHandling;
+  Config withTls(TlsFiles tls) {
+    return toBuilder().setTls(tls).build();
   }
 
   /** The coder of one prediction: RowCoder, or KvCoder of the key and a RowCoder. */
   Coder<?> predictionCoder() {
-    RowCoder rows = RowCoder.of(RunInference.predictionSchema(exampleType, inferenceType));
+    RowCoder rows = RowCoder.of(RunInference.predictionSchema(exampleType(), inferenceType()));
+    FieldType keyType = keyType();
     if (keyType == null) {
       return rows;
     }
@@ -223,37 +234,39 @@ final class Config implements Serializable {
 
   /** A short description for error messages. */
   String describe() {
-    return "handler=" + handler + ", handler_args=" + handlerArgs.keySet();
+    return "handler=" + handler() + ", handler_args=" + handlerArgs().keySet();
   }
 
   /** The keyword arguments of {@code ConfiguredRunInference}, as a Row. */
   Row kwargs() {
     Schema.Builder schema = Schema.builder().addStringField("handler");
     List<Object> values = new ArrayList<>();
-    values.add(handler);
-    if (!handlerArgs.isEmpty()) {
+    values.add(handler());
+    if (!handlerArgs().isEmpty()) {
       Row args = handlerArgsRow();
       schema.addRowField("handler_args", args.getSchema());
       values.add(args);
     }
     schema.addStringField("example_type").addStringField("inference_type");
-    values.add(typeName(exampleType, "exampleType"));
-    values.add(typeName(inferenceType, "inferenceType"));
-    if (!preprocess.isEmpty()) {
+    values.add(typeName(exampleType(), "exampleType"));
+    values.add(typeName(inferenceType(), "inferenceType"));
+    if (!preprocess().isEmpty()) {
       schema.addArrayField("preprocess", FieldType.STRING);
-      values.add(preprocess);
+      values.add(preprocess());
     }
-    if (!postprocess.isEmpty()) {
+    if (!postprocess().isEmpty()) {
       schema.addArrayField("postprocess", FieldType.STRING);
-      values.add(postprocess);
+      values.add(postprocess());
     }
-    if (watchPattern != null && interval != null) {
+    Duration interval = refreshInterval();
+    if (watchPattern() != null && interval != null) {
       schema.addStringField("watch_model_pattern").addDoubleField("interval");
-      values.add(watchPattern);
+      values.add(watchPattern());
       values.add(interval.getMillis() / 1000.0);
     }
     schema.addBooleanField("exception_handling");
-    values.add(exceptionHandling);
+    values.add(exceptionHandling());
+    FieldType keyType = keyType();
     if (keyType != null) {
       schema.addBooleanField("keyed").addStringField("key_type");
       values.add(true);
@@ -264,7 +277,7 @@ final class Config implements Serializable {
 
   private Row handlerArgsRow() {
     Schema.Builder schema = Schema.builder();
-    for (Map.Entry<String, Object> arg : handlerArgs.entrySet()) {
+    for (Map.Entry<String, Object> arg : handlerArgs().entrySet()) {
       Object value = arg.getValue();
       String name = arg.getKey();
       if (value instanceof String) {
@@ -283,7 +296,9 @@ final class Config implements Serializable {
         schema.addRowField(name, ((Row) value).getSchema());
       }
     }
-    return Row.withSchema(schema.build()).addValues(new ArrayList<>(handlerArgs.values())).build();
+    return Row.withSchema(schema.build())
+        .addValues(new ArrayList<>(handlerArgs().values()))
+        .build();
   }
 
   /**
@@ -324,6 +339,24 @@ final class Config implements Serializable {
     }
   }
 
+  /** Refuses a missing, zero or negative duration, naming the argument and the method. */
+  private static void checkPositive(@Nullable Duration value, String argument, String method) {
+    if (value == null || value.getMillis() <= 0) {
+      throw new IllegalArgumentException(
+          method
+              + ": "
+              + argument
+              + " must be a positive duration (at least one millisecond), got "
+              + value);
+    }
+  }
+
+  private static List<String> appended(List<String> functions, String function) {
+    List<String> all = new ArrayList<>(functions);
+    all.add(function);
+    return Collections.unmodifiableList(all);
+  }
+
   private static String checkFunction(String qualifiedName, String method) {
     if (qualifiedName == null || qualifiedName.isBlank()) {
       throw new IllegalArgumentException(
@@ -335,32 +368,7 @@ final class Config implements Serializable {
     return qualifiedName;
   }
 
-  private static String quote(@Nullable String text) {
+  static String quote(@Nullable String text) {
     return text == null ? "null" : "\"" + text + "\"";
-  }
-
-  private Config copy(
-      @Nullable FieldType keyType,
-      Map<String, Object> handlerArgs,
-      List<String> preprocess,
-      List<String> postprocess,
-      @Nullable String watchPattern,
-      @Nullable Duration interval,
-      boolean exceptionHandling,
-      String expansionService,
-      long connectTimeoutMillis) {
-    return new Config(
-        handler,
-        exampleType,
-        inferenceType,
-        keyType,
-        handlerArgs,
-        preprocess,
-        postprocess,
-        watchPattern,
-        interval,
-        exceptionHandling,
-        expansionService,
-        connectTimeoutMillis);
   }
 }

@@ -6,7 +6,10 @@ import static org.junit.Assert.assertThrows;
 import static org.junit.Assert.assertTrue;
 
 import java.io.IOException;
+import java.lang.reflect.Method;
+import java.lang.reflect.Modifier;
 import java.net.ServerSocket;
+import java.util.ArrayList;
 import java.util.List;
 import org.apache.beam.sdk.Pipeline;
 import org.apache.beam.sdk.options.PipelineOptionsFactory;
@@ -154,8 +157,6 @@ public class RunInferenceTest {
 
   @Test
   public void refusesBadRefreshAndFunctionSettings() {
-    assertRefused(() -> classifier().withModelRefresh("/m/*.pkl", Duration.ZERO),
-        "positive interval");
     assertRefused(() -> classifier().withModelRefresh(" ", Duration.standardSeconds(1)),
         "file pattern");
     assertRefused(
@@ -166,6 +167,74 @@ public class RunInferenceTest {
     assertRefused(() -> classifier().withPreprocess(""), "withPreprocess");
     assertRefused(() -> classifier().withExceptionHandling().withPostprocess(null),
         "withPostprocess");
+  }
+
+  @Test
+  public void refusesRefreshIntervalsThatAreNotPositive() {
+    for (Duration interval : new Duration[] {Duration.ZERO, Duration.millis(-1), null}) {
+      assertRefused(() -> classifier().withModelRefresh("/m/*.pkl", interval),
+          "withModelRefresh: interval must be a positive duration", String.valueOf(interval));
+      assertRefused(
+          () -> classifier().withExceptionHandling().withModelRefresh("/m/*.pkl", interval),
+          "withModelRefresh: interval must be a positive duration");
+    }
+  }
+
+  @Test
+  public void refusesExpansionServiceTimeoutsThatAreNotPositive() {
+    for (Duration timeout : new Duration[] {Duration.ZERO, Duration.standardSeconds(-5), null}) {
+      assertRefused(() -> classifier().withExpansionServiceTimeout(timeout),
+          "withExpansionServiceTimeout: timeout must be a positive duration",
+          String.valueOf(timeout));
+      assertRefused(
+          () -> classifier().withExceptionHandling().withExpansionServiceTimeout(timeout),
+          "withExpansionServiceTimeout: timeout must be a positive duration");
+    }
+  }
+
+  @Test
+  public void refusesHandlerArgumentsThatAreNotFiniteNumbers() {
+    Object[] values = {Double.NaN, Double.POSITIVE_INFINITY, Float.NaN, Float.NEGATIVE_INFINITY};
+    for (Object value : values) {
+      assertRefused(() -> classifier().withHandlerArg("max_batch_duration_secs", value),
+          "'max_batch_duration_secs'", String.valueOf(value), "finite number");
+    }
+    assertEquals(Double.valueOf(0.5),
+        classifier().withHandlerArg("max_batch_duration_secs", 0.5).kwargs()
+            .getRow("handler_args").getDouble("max_batch_duration_secs"));
+  }
+
+  @Test
+  public void exceptionHandlingKeepsEverySettingAndTheBuilderMethodsStayAvailable() {
+    Row before =
+        classifier()
+            .withHandlerArg("model_uri", "/models/v1.pkl")
+            .withPreprocess("liveinference_expansion.functions.parse_csv_floats")
+            .withModelRefresh("/models/*.pkl", Duration.standardSeconds(3))
+            .withExpansionService("127.0.0.1:9000")
+            .withExceptionHandling()
+            .kwargs();
+    RunInference.WithExceptionHandling<Row> after =
+        classifier()
+            .withExceptionHandling()
+            .withHandlerArg("model_uri", "/models/v1.pkl")
+            .withPreprocess("liveinference_expansion.functions.parse_csv_floats")
+            .withModelRefresh("/models/*.pkl", Duration.standardSeconds(3))
+            .withExpansionService("127.0.0.1:9000")
+            .withExpansionServiceTimeout(Duration.standardSeconds(1));
+    assertEquals(before, after.kwargs());
+    assertEquals("127.0.0.1:9000", after.expansionService());
+  }
+
+  @Test
+  public void withExceptionHandlingDeclaresNoBuilderMethodsOfItsOwn() {
+    List<String> declared = new ArrayList<>();
+    for (Method method : RunInference.WithExceptionHandling.class.getDeclaredMethods()) {
+      if (Modifier.isPublic(method.getModifiers()) && !method.isSynthetic()) {
+        declared.add(method.getName());
+      }
+    }
+    assertEquals(List.of("expand"), declared);
   }
 
   @Test

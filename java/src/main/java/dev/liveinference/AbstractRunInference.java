@@ -1,0 +1,170 @@
+package dev.liveinference;
+
+import org.apache.beam.sdk.transforms.PTransform;
+import org.apache.beam.sdk.values.PCollection;
+import org.apache.beam.sdk.values.POutput;
+import org.apache.beam.sdk.values.Row;
+import org.joda.time.Duration;
+
+/**
+ * The builder methods shared by {@link RunInference} and {@link
+ * RunInference.WithExceptionHandling}: each returns a new transform of the same type, holding a
+ * changed copy of one immutable {@link Config}; a transform is never changed.
+ *
+ * <p>Use it through {@link RunInference#of} or {@link RunInference#ofKVs}; it cannot be
+ * subclassed outside this package.
+ *
+ * @param <ResultT> what the transform produces: a {@code PCollection} of predictions, or an
+ *     {@link InferenceResult} with predictions and dead letters
+ * @param <SelfT> the concrete transform type, which every {@code with*} method returns
+ */
+public abstract class AbstractRunInference<
+        ResultT extends POutput, SelfT extends AbstractRunInference<ResultT, SelfT>>
+    extends PTransform<PCollection<?>, ResultT> {
+
+  private static final long serialVersionUID = 1L;
+
+  final Config config;
+
+  AbstractRunInference(Config config) {
+    this.config = config;
+  }
+
+  /** A transform of the same type as this one, holding {@code changed}. */
+  abstract SelfT with(Config changed);
+
+  /**
+   * Passes a keyword argument to the Python handler, such as {@code model_uri} or {@code
+   * max_batch_size}.
+   *
+   * @param name the argument's Python name
+   * @param value a String, Long, Integer, Double, Float, Boolean or Row (for a dict); callables
+   *     are given as qualified names, enums by member name; numbers must be finite
+   * @return a new transform with the argument
+   * @throws IllegalArgumentException if the name is malformed or already set, the value's type
+   *     cannot cross to Python, or the value is NaN or infinite
+   */
+  public SelfT withHandlerArg(String name, Object value) {
+    return with(config.withHandlerArg(name, value));
+  }
+
+  /**
+   * Adds a Python function applied to each element before inference, after those added before.
+   *
+   * @param qualifiedName {@code package.module.function} from a module the service allows (or
+   *     inline Python source, if the service was started with {@code --allow-inline-source})
+   * @return a new transform with the function
+   * @throws IllegalArgumentException if the name is null or blank
+   */
+  public SelfT withPreprocess(String qualifiedName) {
+    return with(config.withPreprocess(qualifiedName));
+  }
+
+  /**
+   * Adds a Python function applied to each PredictionResult after inference, after those added
+   * before; it must return a PredictionResult.
+   *
+   * @param qualifiedName {@code package.module.function} from a module the service allows
+   * @return a new transform with the function
+   * @throws IllegalArgumentException if the name is null or blank
+   */
+  public SelfT withPostprocess(String qualifiedName) {
+    return with(config.withPostprocess(qualifiedName));
+  }
+
+  /**
+   * Watches a file pattern for new model versions and swaps them in while the pipeline runs;
+   * every prediction names the {@code model_id} that made it.
+   *
+   * @param filePattern the pattern to watch, such as {@code /models/*.pkl}
+   * @param interval how often to look: a positive duration
+   * @return a new transform with model refresh
+   * @throws IllegalArgumentException if the pattern is null or blank, the interval is null, zero
+   *     or negative, or refresh was already configured
+   */
+  public SelfT withModelRefresh(String filePattern, Duration interval) {
+    return with(config.withModelRefresh(filePattern, interval));
+  }
+
+  /**
+   * Uses the expansion service at {@code host:port} instead of {@link
+   * RunInference#DEFAULT_EXPANSION_SERVICE}.
+   *
+   * @param hostAndPort the address {@code liveinference serve} printed
+   * @return a new transform using that service
+   * @throws IllegalArgumentException if the address is not {@code host:port} with a port from 1
+   *     to 65535
+   */
+  public SelfT withExpansionService(String hostAndPort) {
+    return with(config.withExpansionService(hostAndPort));
+  }
+
+  /**
+   * How long to wait for the expansion service to accept a connection before failing with a
+   * message that says how to start it (default 10 seconds).
+   *
+   * @param timeout the longest wait: a positive duration
+   * @return a new transform with that timeout
+   * @throws IllegalArgumentException if the timeout is null, zero or negative
+   */
+  public SelfT withExpansionServiceTimeout(Duration timeout) {
+    return with(config.withConnectTimeout(timeout));
+  }
+
+  /**
+   * Reaches the expansion service over TLS, trusting only the given CA: for a service started
+   * with {@code liveinference serve --tls-cert C --tls-key K}. The service's certificate must
+   * name the host given to {@link #withExpansionService}.
+   *
+   * @param caCertFile a PEM file with the certificate(s) of the CA that signed the service's
+   *     certificate
+   * @return a new transform that expands over TLS
+   * @throws IllegalArgumentException if the file is missing or holds no PEM certificate
+   */
+  public SelfT withExpansionServiceTls(String caCertFile) {
+    return with(config.withTls(TlsFiles.of(caCertFile, null, null)));
+  }
+
+  /**
+   * Reaches the expansion service over mutual TLS: as {@link #withExpansionServiceTls(String)},
+   * and presents a client certificate, for a service started with {@code --tls-client-ca}.
+   *
+   * @param caCertFile a PEM file with the certificate(s) of the CA that signed the service's
+   *     certificate
+   * @param clientCertFile a PEM file with this client's certificate chain
+   * @param clientKeyFile a PEM file with this client's unencrypted PKCS#8 private key ({@code
+   *     openssl pkcs8 -topk8 -nocrypt} converts other formats)
+   * @return a new transform that expands over mutual TLS
+   * @throws IllegalArgumentException if a file is missing or does not hold what it should
+   */
+  public SelfT withExpansionServiceTls(
+      String caCertFile, String clientCertFile, String clientKeyFile) {
+    if (clientCertFile == null || clientKeyFile == null) {
+      throw new IllegalArgumentException(
+          "withExpansionServiceTls: mutual TLS needs both clientCertFile and clientKeyFile, got "
+              + Config.quote(clientCertFile)
+              + " and "
+              + Config.quote(clientKeyFile)
+              + "; for server-only TLS call withExpansionServiceTls(caCertFile)");
+    }
+    return with(config.withTls(TlsFiles.of(caCertFile, clientCertFile, clientKeyFile)));
+  }
+
+  /**
+   * The keyword arguments sent to the Python transform (for inspection and tests).
+   *
+   * @return the arguments as a Row, one field per argument
+   */
+  public Row kwargs() {
+    return config.kwargs();
+  }
+
+  /**
+   * The expansion service this transform will call.
+   *
+   * @return {@code host:port}
+   */
+  public String expansionService() {
+    return config.expansionService();
+  }
+}

@@ -1,0 +1,168 @@
+package dev.liveinference;
+
+import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.net.Socket;
+import java.util.UUID;
+import org.apache.beam.model.pipeline.v1.ExternalTransforms.ExternalConfigurationPayload;
+import org.apache.beam.sdk.coders.CoderException;
+import org.apache.beam.sdk.coders.RowCoder;
+import org.apache.beam.sdk.schemas.Schema;
+import org.apache.beam.sdk.schemas.SchemaTranslation;
+import org.apache.beam.sdk.util.CoderUtils;
+import org.apache.beam.sdk.util.construction.ExpansionServiceClientFactory;
+import org.apache.beam.sdk.util.construction.External;
+import org.apache.beam.sdk.values.PCollection;
+import org.apache.beam.sdk.values.PCollectionTuple;
+import org.apache.beam.sdk.values.Row;
+import org.apache.beam.vendor.grpc.v1p60p1.com.google.protobuf.ByteString;
+
+/**
+ * One call to the liveinference expansion service: checks that it is reachable, sends the
+ * {@link Config} as a request for the Python {@code ConfiguredRunInference} (over TLS when the
+ * config says so), and turns a refusal into an error that carries the service's message.
+ */
+final class ExpansionCall {
+
+  /** Beam's URN for a Python transform named by its qualified name. */
+  static final String PYTHON_NAMED_URN = "beam:transforms:python:fully_qualified_named";
+
+  private ExpansionCall() {}
+
+  /**
+   * Expands the Python transform on {@code input}.
+   *
+   * @return every output of the expanded transform, by the tag Python gave it
+   * @throws IllegalStateException if the service cannot be reached within the connect timeout
+   * @throws IllegalArgumentException if the service refused the request (with its message)
+   */
+  static PCollectionTuple expand(PCollection<?> input, Config config) {
+    checkReachable(config.expansionService(), config.connectTimeout().getMillis());
+    byte[] payload = payload(config.kwargs());
+    TlsFiles tls = config.tls();
+    if (tls == null) {
+      return apply(
+          input,
+          External.<PCollection<?>, Row>of(PYTHON_NAMED_URN, payload, config.expansionService())
+              .withMultiOutputs(),
+          config);
+    }
+    ExpansionServiceClientFactory clients = tls.clientFactory();
+    try {
+      return apply(
+          input,
+          External.<PCollection<?>, Row>of(
+                  PYTHON_NAMED_URN, payload, config.expansionService(), clients)
+              .withMultiOutputs(),
+          config);
+    } finally {
+      try {
+        clients.close();
+      } catch (Exception error) {
+        throw new IllegalStateException(
+            "could not close the TLS channel to " + config.expansionService(), error);
+      }
+    }
+  }
+
+  /** The payload Beam's Python expansion service reads: the transform's name and kwargs. */
+  static byte[] payload(Row kwargs) {
+    Schema schema =
+        Schema.builder()
+            .addStringField("constructor")
+            .addRowField("kwargs", kwargs.getSchema())
+            .build();
+    schema.setUUID(UUID.randomUUID());
+    Row row = Row.withSchema(schema).addValues(RunInference.TRANSFORM_NAME, kwargs).build();
+    try {
+      return ExternalConfigurationPayload.newBuilder()
+          .setSchema(SchemaTranslation.schemaToProto(schema, true))
+          .setPayload(ByteString.copyFrom(CoderUtils.encodeToByteArray(RowCoder.of(schema), row)))
+          .build()
+          .toByteArray();
+    } catch (CoderException error) {
+      throw new IllegalArgumentException(
+          "the request " + kwargs + " cannot be encoded for Python: " + error.getMessage(), error);
+    }
+  }
+
+  private static PCollectionTuple apply(
+      PCollection<?> input, External.MultiOutputExpandableTransform<PCollection<?>> external,
+      Config config) {
+    try {
+      return input.apply("ConfiguredRunInference", external);
+    } catch (RuntimeException error) {
+      if (!fromPython(error)) {
+        throw error;
+      }
+      throw new IllegalArgumentException(
+          "the liveinference expansion service at "
+              + config.expansionService()
+              + " refused RunInference("
+              + config.describe()
+              + "): "
+              + lastLine(error),
+          error);
+    }
+  }
+
+  /** Whether the error carries a Python traceback, i.e. the service refused the request. */
+  private static boolean fromPython(Throwable error) {
+    return traceback(error) != null;
+  }
+
+  private static String lastLine(Throwable error) {
+    String message = traceback(error);
+    if (message != null) {
+      String[] lines = message.strip().split("\n");
+      for (int i = lines.length - 1; i >= 0; i--) {
+        if (!lines[i].isBlank()) {
+          return lines[i].strip();
+        }
+      }
+    }
+    return String.valueOf(error.getMessage());
+  }
+
+  private static String traceback(Throwable error) {
+    for (Throwable cause = error; cause != null; cause = cause.getCause()) {
+      String message = cause.getMessage();
+      if (message != null && message.contains("Traceback (most recent call last)")) {
+        return message;
+      }
+    }
+    return null;
+  }
+
+  static void checkReachable(String hostAndPort, long timeoutMillis) {
+    int colon = hostAndPort.lastIndexOf(':');
+    String host = hostAndPort.substring(0, colon);
+    int port = Integer.parseInt(hostAndPort.substring(colon + 1));
+    long deadline = System.currentTimeMillis() + timeoutMillis;
+    IOException last;
+    do {
+      try (Socket socket = new Socket()) {
+        socket.connect(new InetSocketAddress(host, port), 1000);
+        return;
+      } catch (IOException error) {
+        last = error;
+      }
+      try {
+        Thread.sleep(200);
+      } catch (InterruptedException interrupted) {
+        Thread.currentThread().interrupt();
+        break;
+      }
+    } while (System.currentTimeMillis() < deadline);
+    throw new IllegalStateException(
+        "cannot reach the liveinference expansion service at "
+            + hostAndPort
+            + " ("
+            + last.getMessage()
+            + "); start it with `liveinference serve --port "
+            + port
+            + "` (or `python -m liveinference_expansion serve`), or point"
+            + " withExpansionService(\"host:port\") at a running one",
+        last);
+  }
+}
