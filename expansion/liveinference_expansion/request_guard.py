@@ -84,45 +84,44 @@ def _refuse(what: str, next_step: str = "") -> RequestRefused:
     )
 
 
-def _check_field_type(field_type: schema_pb2.FieldType, where: str) -> None:
+def _check_field_type(field_type: schema_pb2.FieldType, path: str, owner: str) -> None:
     kind = field_type.WhichOneof("type_info")
     if kind == "atomic_type":
         return
     if kind in ("array_type", "iterable_type"):
-        _check_field_type(getattr(field_type, kind).element_type, f"{where}[]")
+        _check_field_type(getattr(field_type, kind).element_type, f"{path}[]", owner)
     elif kind == "map_type":
-        _check_field_type(field_type.map_type.key_type, f"{where}{{key}}")
-        _check_field_type(field_type.map_type.value_type, f"{where}{{value}}")
+        _check_field_type(field_type.map_type.key_type, f"{path}{{key}}", owner)
+        _check_field_type(field_type.map_type.value_type, f"{path}{{value}}", owner)
     elif kind == "row_type":
-        _check_schema(field_type.row_type.schema, where)
+        _check_schema(field_type.row_type.schema, f"{path}.", owner)
     elif kind == "logical_type":
         logical = field_type.logical_type
         if logical.urn not in ALLOWED_LOGICAL_TYPES:
             raise _refuse(
-                f"{where} has logical type {logical.urn!r}, which is not a data type this "
-                f"service decodes (allowed: {sorted(ALLOWED_LOGICAL_TYPES)})",
+                f"field {path!r} of {owner} has logical type {logical.urn!r}, which is not a "
+                f"data type this service decodes (allowed: {sorted(ALLOWED_LOGICAL_TYPES)})",
                 "send plain values (strings, numbers, rows, arrays) instead",
             )
         if logical.HasField("representation"):
-            _check_field_type(logical.representation, f"{where}<representation>")
+            _check_field_type(logical.representation, f"{path}<representation>", owner)
         if logical.HasField("argument_type"):
-            _check_field_type(logical.argument_type, f"{where}<argument>")
+            _check_field_type(logical.argument_type, f"{path}<argument>", owner)
     else:
-        raise _refuse(f"{where} has no type")
+        raise _refuse(f"field {path!r} of {owner} has no type")
 
 
-def _check_options(options: Iterable[schema_pb2.Option], where: str) -> None:
+def _check_options(options: Iterable[schema_pb2.Option], path: str, owner: str) -> None:
     for option in options:
         if option.HasField("type"):
-            _check_field_type(option.type, f"{where} option {option.name!r}")
+            _check_field_type(option.type, f"{path}(option {option.name})", owner)
 
 
-def _check_schema(schema: schema_pb2.Schema, where: str) -> None:
-    _check_options(schema.options, where)
+def _check_schema(schema: schema_pb2.Schema, prefix: str, owner: str) -> None:
+    _check_options(schema.options, prefix, owner)
     for field in schema.fields:
-        field_where = f"{where}.{field.name}"
-        _check_field_type(field.type, field_where)
-        _check_options(field.options, field_where)
+        _check_field_type(field.type, prefix + field.name, owner)
+        _check_options(field.options, prefix + field.name, owner)
 
 
 def _check_transform_payload(payload: bytes) -> None:
@@ -130,7 +129,7 @@ def _check_transform_payload(payload: bytes) -> None:
         config = external_transforms_pb2.ExternalConfigurationPayload.FromString(payload)
     except DecodeError as error:
         raise _refuse(f"the transform payload is not an ExternalConfigurationPayload ({error})")
-    _check_schema(config.schema, "field kwargs schema")
+    _check_schema(config.schema, "", "the transform's arguments")
     try:
         row = RowCoder(config.schema).decode(config.payload)
     except Exception as error:  # a malformed row: Beam raises many types here
@@ -155,7 +154,7 @@ def _check_components(components: beam_runner_api_pb2.Components) -> None:
                 schema = schema_pb2.Schema.FromString(coder.spec.payload)
             except DecodeError as error:
                 raise _refuse(f"Row coder {coder_id!r} has no readable schema ({error})")
-            _check_schema(schema, f"Row coder {coder_id!r}")
+            _check_schema(schema, "", f"Row coder {coder_id!r}")
     for strategy_id, strategy in components.windowing_strategies.items():
         if strategy.window_fn.urn not in ALLOWED_WINDOW_FNS:
             raise _refuse(
