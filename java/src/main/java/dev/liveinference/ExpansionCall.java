@@ -10,7 +10,6 @@ import org.apache.beam.sdk.coders.RowCoder;
 import org.apache.beam.sdk.schemas.Schema;
 import org.apache.beam.sdk.schemas.SchemaTranslation;
 import org.apache.beam.sdk.util.CoderUtils;
-import org.apache.beam.sdk.util.construction.ExpansionServiceClientFactory;
 import org.apache.beam.sdk.util.construction.External;
 import org.apache.beam.sdk.values.PCollection;
 import org.apache.beam.sdk.values.PCollectionTuple;
@@ -47,21 +46,13 @@ final class ExpansionCall {
               .withMultiOutputs(),
           config);
     }
-    ExpansionServiceClientFactory clients = tls.clientFactory();
-    try {
+    try (TlsExpansion expansion = TlsExpansion.open(tls, config.expansionService())) {
       return apply(
           input,
           External.<PCollection<?>, Row>of(
-                  PYTHON_NAMED_URN, payload, config.expansionService(), clients)
+                  PYTHON_NAMED_URN, payload, expansion.artifactEndpoint(), expansion)
               .withMultiOutputs(),
           config);
-    } finally {
-      try {
-        clients.close();
-      } catch (Exception error) {
-        throw new IllegalStateException(
-            "could not close the TLS channel to " + config.expansionService(), error);
-      }
     }
   }
 

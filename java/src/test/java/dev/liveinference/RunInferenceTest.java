@@ -5,10 +5,12 @@ import static org.junit.Assert.assertFalse;
 import static org.junit.Assert.assertThrows;
 import static org.junit.Assert.assertTrue;
 
+import java.io.File;
 import java.io.IOException;
 import java.lang.reflect.Method;
 import java.lang.reflect.Modifier;
 import java.net.ServerSocket;
+import java.nio.file.Files;
 import java.util.ArrayList;
 import java.util.List;
 import org.apache.beam.sdk.Pipeline;
@@ -235,6 +237,23 @@ public class RunInferenceTest {
       }
     }
     assertEquals(List.of("expand"), declared);
+  }
+
+  @Test
+  public void refusesTlsFilesThatAreMissingOrNotPem() throws IOException {
+    File notPem = File.createTempFile("not-a-certificate", ".pem");
+    notPem.deleteOnExit();
+    Files.writeString(notPem.toPath(), "hello\n");
+    assertRefused(() -> classifier().withExpansionServiceTls(null),
+        "withExpansionServiceTls: caCertFile must name a PEM file");
+    assertRefused(() -> classifier().withExpansionServiceTls("/no/such/ca.pem"),
+        "caCertFile \"/no/such/ca.pem\" is not a readable file");
+    assertRefused(() -> classifier().withExpansionServiceTls(notPem.getPath()),
+        "caCertFile", notPem.getPath(), "does not hold a PEM CA certificate");
+    assertRefused(
+        () -> classifier().withExceptionHandling()
+            .withExpansionServiceTls(notPem.getPath(), notPem.getPath(), null),
+        "mutual TLS needs both clientCertFile and clientKeyFile");
   }
 
   @Test
