@@ -46,6 +46,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--worker-pool-dir", metavar="DIR",
                        help="directory (mode 0700, made if missing) for the Python worker "
                        "pool's Unix socket; default: a fresh one under the temp dir")
+    serve.add_argument("--process-workers", action="store_true",
+                       help="run no pool: hand out a PROCESS environment whose boot command "
+                       "the runner runs to start each Python worker itself (Beam's Flink job "
+                       "server cannot dial the pool's Unix socket)")
     serve.add_argument("--tls-cert", metavar="PEM",
                        help="server certificate chain: serve the expansion port over TLS")
     serve.add_argument("--tls-key", metavar="PEM", help="the certificate's private key")
@@ -77,6 +81,10 @@ def _serve(args: argparse.Namespace) -> int:
     if args.no_worker_pool and not args.environment_type:
         sys.stderr.write("liveinference serve: --no-worker-pool needs --environment-type\n")
         return 2
+    if args.process_workers and args.no_worker_pool:
+        sys.stderr.write("liveinference serve: --process-workers and --no-worker-pool exclude "
+                         "each other\n")
+        return 2
     if bool(args.tls_cert) != bool(args.tls_key) or (args.tls_client_ca and not args.tls_cert):
         sys.stderr.write("liveinference serve: TLS needs both --tls-cert and --tls-key "
                          "(--tls-client-ca only with them)\n")
@@ -89,6 +97,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         worker_pool=not args.no_worker_pool,
+        process_workers=args.process_workers,
         worker_pool_dir=args.worker_pool_dir,
         environment_type=args.environment_type,
         environment_config=args.environment_config,

@@ -13,7 +13,9 @@ needs TLS (`listen_credentials`).
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import shutil
 import threading
 from typing import List, Optional
 
@@ -31,11 +33,12 @@ from apache_beam.transforms.fully_qualified_named_transform import FullyQualifie
 from apache_beam.utils import thread_pool_executor
 
 from liveinference_expansion.artifacts import StagedArtifacts
+from liveinference_expansion.boot import write_boot_command
 from liveinference_expansion.policy import Policy, set_policy
 from liveinference_expansion.request_guard import RequestRefused, check_expansion_request
 from liveinference_expansion.tls import TlsFiles, listen_credentials
 from liveinference_expansion.transform import TRANSFORM_NAME
-from liveinference_expansion.worker_pool import PrivateWorkerPool
+from liveinference_expansion.worker_pool import PrivateWorkerPool, private_directory
 
 __all__ = ["ExpansionServer", "GuardedExpansionServicer", "ServiceConfig"]
 
@@ -50,8 +53,11 @@ class ServiceConfig:
         host: The interface to listen on; loopback by default. Any other needs `tls`.
         port: The expansion port; 0 picks a free one.
         worker_pool: Run a private Python worker pool (EXTERNAL environment) beside the service.
-        worker_pool_dir: The directory for the pool's Unix socket (mode 0700, made if
-            missing); None makes a fresh one under the system temp dir.
+        process_workers: Instead of a pool, hand out a PROCESS environment whose command
+            (`boot`) the runner runs to start each worker itself; for runners that cannot dial
+            the pool's Unix socket (Beam's Flink job server).
+        worker_pool_dir: The private directory (mode 0700, made if missing) for the pool's Unix
+            socket or the `boot` command; None makes a fresh one under the system temp dir.
         environment_type: The environment of the Python steps when there is no worker pool:
             "PROCESS", "DOCKER", "EXTERNAL" (Beam's names).
         environment_config: That environment's configuration (Beam's
@@ -63,6 +69,7 @@ class ServiceConfig:
     host: str = "127.0.0.1"
     port: int = 8097
     worker_pool: bool = True
+    process_workers: bool = False
     worker_pool_dir: Optional[str] = None
     environment_type: Optional[str] = None
     environment_config: Optional[str] = None
@@ -115,13 +122,18 @@ class ExpansionServer:
         self.worker_pool_address: Optional[str] = None
         self._server: Optional[grpc.Server] = None
         self._pool: Optional[PrivateWorkerPool] = None
+        self._boot_dir: Optional[str] = None
         self._filter = FullyQualifiedNamedTransform.with_filter(TRANSFORM_NAME)
         self._filtering = False
         self._stopped = threading.Event()
 
     def _pipeline_options(self) -> PipelineOptions:
         flags: List[str] = ["--experiments=beam_fn_api", "--sdk_location=container"]
-        if self.worker_pool_address:
+        if self._boot_dir:
+            command = write_boot_command(self._boot_dir)
+            flags += ["--environment_type=PROCESS",
+                      f"--environment_config={json.dumps({'command': command})}"]
+        elif self.worker_pool_address:
             flags += ["--environment_type=EXTERNAL",
                       f"--environment_config={self.worker_pool_address}"]
         elif self.config.environment_type:
@@ -143,7 +155,9 @@ class ExpansionServer:
         """
         credentials = listen_credentials(self.config.host, self.config.tls)
         set_policy(self.config.policy)
-        if self.config.worker_pool:
+        if self.config.process_workers:
+            self._boot_dir = private_directory(self.config.worker_pool_dir)
+        elif self.config.worker_pool:
             self._pool = PrivateWorkerPool(self.config.worker_pool_dir)
             self.worker_pool_address = self._pool.start()
         options = self._pipeline_options()
@@ -180,6 +194,8 @@ class ExpansionServer:
             self._server.stop(grace).wait()
         if self._pool is not None:
             self._pool.stop(grace)
+        if self._boot_dir and self.config.worker_pool_dir is None:
+            shutil.rmtree(self._boot_dir, ignore_errors=True)
         if self._filtering:
             self._filter.__exit__(None, None, None)
         self._stopped.set()

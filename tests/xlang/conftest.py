@@ -67,3 +67,13 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[xlang_runtime.
     """One expansion service (with its worker pool) for the session, on loopback."""
     with xlang_runtime.start_service(tmp_path_factory.mktemp("service")) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def process_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[xlang_runtime.Running]:
+    """A service that hands out a PROCESS environment (the runner starts the Python workers
+    with the service's `boot` command): Beam's Flink job server cannot dial the worker pool's
+    Unix socket."""
+    with xlang_runtime.start_service(tmp_path_factory.mktemp("process-service"),
+                                     "--process-workers") as running:
+        yield running

@@ -165,6 +165,6 @@ def test_java_pipeline_on_prism_predicts_dead_letters_and_switches_model(
 
 
 def test_java_pipeline_on_flink_local_predicts_dead_letters_and_switches_model(
-    flink, service, models, tmp_path
+    flink, process_service, models, tmp_path
 ):
-    classify_with_a_model_swap("flink", flink.address, service, models, tmp_path)
+    classify_with_a_model_swap("flink", flink.address, process_service, models, tmp_path)
