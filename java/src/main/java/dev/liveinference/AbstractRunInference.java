@@ -24,6 +24,7 @@ public abstract class AbstractRunInference<
 
   private static final long serialVersionUID = 1L;
 
+  /** Everything the transform was configured with; never changed. */
   final Config config;
 
   AbstractRunInference(Config config) {

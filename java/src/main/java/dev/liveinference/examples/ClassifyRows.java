@@ -209,6 +209,55 @@ public final class ClassifyRows {
      * @param value rows
      */
     void setMaxBatchSize(Integer value);
+
+    /**
+     * The CA certificate (PEM) that signed the expansion service's TLS certificate; empty for a
+     * plaintext service on loopback.
+     *
+     * @return the file's path
+     */
+    @Description("CA certificate (PEM) of a TLS expansion service (empty: plaintext)")
+    @Default.String("")
+    String getTlsCaCert();
+
+    /**
+     * Sets the CA certificate of a TLS expansion service.
+     *
+     * @param value the file's path
+     */
+    void setTlsCaCert(String value);
+
+    /**
+     * This client's certificate chain (PEM) for mutual TLS; empty for none.
+     *
+     * @return the file's path
+     */
+    @Description("Client certificate (PEM) for mutual TLS, with --tlsClientKey")
+    @Default.String("")
+    String getTlsClientCert();
+
+    /**
+     * Sets the client certificate for mutual TLS.
+     *
+     * @param value the file's path
+     */
+    void setTlsClientCert(String value);
+
+    /**
+     * This client's unencrypted PKCS#8 PEM private key for mutual TLS; empty for none.
+     *
+     * @return the file's path
+     */
+    @Description("Client private key (PKCS#8 PEM) for mutual TLS, with --tlsClientCert")
+    @Default.String("")
+    String getTlsClientKey();
+
+    /**
+     * Sets the client key for mutual TLS.
+     *
+     * @param value the file's path
+     */
+    void setTlsClientKey(String value);
   }
 
   /** Appends each line to a file, a bundle at a time; works for bounded and unbounded input. */
@@ -281,6 +330,13 @@ public final class ClassifyRows {
             .withPreprocess("liveinference_expansion.functions.parse_csv_floats")
             .withExpansionService(options.getExpansionService())
             .withExceptionHandling();
+    if (!options.getTlsClientCert().isEmpty() || !options.getTlsClientKey().isEmpty()) {
+      classify =
+          classify.withExpansionServiceTls(
+              options.getTlsCaCert(), options.getTlsClientCert(), options.getTlsClientKey());
+    } else if (!options.getTlsCaCert().isEmpty()) {
+      classify = classify.withExpansionServiceTls(options.getTlsCaCert());
+    }
     if (options.getMaxBatchSize() > 0) {
       classify = classify.withHandlerArg("max_batch_size", options.getMaxBatchSize());
     }
