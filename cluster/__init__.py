@@ -1,0 +1,15 @@
+"""A real Flink 1.19 session cluster on this machine, for refresh tests across processes.
+
+One JobManager and two TaskManagers run as separate JVMs from the Flink jars that Beam 2.62.0's
+Flink runner resolves (`make flink-jobserver`), and Beam's `FlinkJobServerDriver` submits
+portable pipelines to them. Python SDK workers start beside each TaskManager (a PROCESS
+environment, `cluster.worker_boot`), each with the temp directory of its TaskManager.
+
+Modules, one job each:
+    config        ports, directories and the Flink configuration of each process
+    jvm           Java command lines (class path, --add-opens, Flink's memory flags)
+    state         the state file under ~/.cache/liveinference/flink-cluster/, process checks
+    flink         start / stop / status, and the command line (`python -m cluster.flink start`)
+    worker_boot   the PROCESS environment's boot: provision service, then sdk_worker_main
+    observe       which worker made a record, and a sink the tests and benchmark read back
+"""

@@ -1,0 +1,282 @@
+"""Start, inspect and stop the local Flink session cluster: `python -m cluster.flink start|stop|status`.
+
+`start` launches a JobManager (StandaloneSessionClusterEntrypoint), N TaskManagers
+(TaskManagerRunner) and Beam's FlinkJobServerDriver submitting to them, each a JVM of its own
+in its own session (they outlive the command), waits until every TaskManager has registered
+and the job server listens, and writes the state file (`cluster.state`). `stop` ends them, and
+any SDK worker a killed TaskManager left behind. A Python pipeline then runs on the cluster with
+`--runner=PortableRunner --job_endpoint=<job_endpoint> --environment_type=PROCESS
+--environment_config=<state.environment_config()>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from cluster import config, jvm
+from cluster.state import CLUSTER_ENV, DEFAULT_ROOT, ClusterState, ProcessRecord, end_process
+from cluster.state import marked_processes
+from cluster.worker_boot import TASKMANAGER_DIR_ENV, TASKMANAGER_ENV
+from examples.xlang_runtime import ROOT
+
+__all__ = ["kill_taskmanager", "main", "registered_taskmanagers", "start", "status", "stop"]
+
+_LOGGER = logging.getLogger(__name__)
+_JOB_SERVER_HEAP = "-Xmx768m"
+
+
+def registered_taskmanagers(rest_port: int) -> List[str]:
+    """The resource ids of the TaskManagers registered with the JobManager (REST API).
+
+    Returns:
+        The ids, or an empty list while the REST endpoint does not answer.
+    """
+    try:
+        with urllib.request.urlopen(f"http://localhost:{rest_port}/taskmanagers", timeout=5) as reply:
+            body = json.load(reply)
+    except OSError:
+        return []
+    return sorted(tm["id"] for tm in body.get("taskmanagers", []))
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+# Popen objects of the processes this interpreter started, by pid: until a child has called
+# exec, /proc shows our own command line, so during start liveness comes from poll().
+_STARTED: Dict[int, subprocess.Popen] = {}
+
+
+def _launch(role: str, command: List[str], log: Path, env: Dict[str, str],
+            marker: str) -> ProcessRecord:
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=env, cwd=log.parent, start_new_session=True,
+        )
+    _STARTED[process.pid] = process
+    _LOGGER.info("started %s (pid %d), log %s", role, process.pid, log)
+    return ProcessRecord(role, process.pid, str(log), marker)
+
+
+def _worker_script(root: Path) -> Path:
+    script = root / "python-worker.sh"
+    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m cluster.worker_boot "$@"\n')
+    script.chmod(0o755)
+    return script
+
+
+def _base_env(cluster_id: str) -> Dict[str, str]:
+    env = dict(os.environ)
+    env[CLUSTER_ENV] = cluster_id
+    # The caller's PYTHONPATH comes first, so a run can put another copy of the package ahead.
+    paths = [str(ROOT), str(ROOT / "python"), str(ROOT / "expansion")]
+    env["PYTHONPATH"] = os.pathsep.join([p for p in [env.get("PYTHONPATH")] if p] + paths)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env.setdefault("PYTHONWARNINGS", "ignore")
+    return env
+
+
+def _start_processes(layout: config.ClusterLayout, confs: Dict[str, Path],
+                     cluster_id: str) -> List[ProcessRecord]:
+    roles = ["jobmanager", *(tm.name for tm in layout.taskmanagers)]
+    with concurrent.futures.ThreadPoolExecutor(len(roles)) as pool:
+        flags = dict(zip(roles, pool.map(
+            lambda role: jvm.memory_flags("jobmanager" if role == "jobmanager" else "taskmanager",
+                                          confs[role]),
+            roles,
+        )))
+    env = _base_env(cluster_id)
+    records = []
+    for role in roles:
+        marker = f"-Dliveinference.role={role}@{cluster_id}"
+        jvm_flags, dynamic = flags[role]
+        args = ["--configDir", str(confs[role]), *dynamic]
+        if role == "jobmanager":
+            command = jvm.java_command(jvm.JOBMANAGER_MAIN, [*jvm_flags, marker],
+                                       [*args, "--executionMode", "cluster"])
+            records.append(_launch(role, command, layout.jobmanager_dir / "jobmanager.log",
+                                   env, marker))
+            continue
+        tm = next(tm for tm in layout.taskmanagers if tm.name == role)
+        tm_env = dict(env, TMPDIR=str(tm.tmp_dir), **{TASKMANAGER_ENV: tm.name,
+                                                      TASKMANAGER_DIR_ENV: str(tm.directory)})
+        command = jvm.java_command(jvm.TASKMANAGER_MAIN, [*jvm_flags, marker], args)
+        records.append(_launch(role, command, tm.directory / "taskmanager.log", tm_env, marker))
+    marker = f"-Dliveinference.role=jobserver@{cluster_id}"
+    command = jvm.java_command(jvm.JOB_SERVER_MAIN, [_JOB_SERVER_HEAP, marker], [
+        "--job-host=localhost", f"--job-port={layout.job_port}",
+        f"--artifact-port={layout.artifact_port}", f"--expansion-port={layout.expansion_port}",
+        f"--flink-master=localhost:{layout.rest_port}", f"--flink-conf-dir={confs['jobmanager']}",
+    ])
+    records.append(_launch("jobserver", command, layout.root / "jobserver.log", env, marker))
+    return records
+
+
+def _wait_until_up(state: ClusterState, expected: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    job_port = int(state.job_endpoint.rsplit(":", 1)[1])
+    while time.monotonic() < deadline:
+        dead = [record for record in state.processes
+                if _STARTED[record.pid].poll() is not None]
+        if dead:
+            raise RuntimeError(
+                f"{dead[0].role} exited during start; see {dead[0].log}"
+            )
+        if len(registered_taskmanagers(state.rest_port)) == expected and _listening(job_port):
+            return
+        time.sleep(0.25)
+    raise TimeoutError(
+        f"the cluster was not up within {timeout:.0f}s (TaskManagers registered: "
+        f"{registered_taskmanagers(state.rest_port)}, job server listening: "
+        f"{_listening(job_port)}); see the logs under {state.root}"
+    )
+
+
+def start(root: Path = DEFAULT_ROOT, taskmanagers: int = 2, timeout: float = 180) -> ClusterState:
+    """Starts a cluster under `root`, or returns the one already running there.
+
+    Args:
+        root: the cluster's directory (state file, configuration, logs, temp files).
+        taskmanagers: how many TaskManagers.
+        timeout: seconds to wait for every TaskManager to register and the job server.
+
+    Returns:
+        The running cluster's state.
+
+    Raises:
+        FileNotFoundError: `make flink-jobserver` has not run.
+        RuntimeError, TimeoutError: a process exited or the cluster did not come up; whatever
+            was started is stopped again, and the message names the log to read.
+    """
+    existing = ClusterState.load(root)
+    if existing is not None:
+        if all(record.running() for record in existing.processes):
+            _LOGGER.info("a cluster already runs under %s (job server %s)", root,
+                         existing.job_endpoint)
+            return existing
+        _LOGGER.info("clearing a cluster under %s whose processes are gone", root)
+        stop(root)
+    began = time.monotonic()
+    root.mkdir(parents=True, exist_ok=True)
+    layout = config.plan(root, taskmanagers)
+    confs = config.write_flink_conf(layout)
+    cluster_id = uuid.uuid4().hex[:12]
+    ports = {name: value for name, value in vars(layout).items() if name.endswith("_port")}
+    for tm in layout.taskmanagers:
+        ports.update({f"{tm.name}_rpc_port": tm.rpc_port, f"{tm.name}_data_port": tm.data_port,
+                      f"{tm.name}_metrics_port": tm.metrics_port})
+    state = ClusterState(cluster_id, str(root), layout.rest_port, f"localhost:{layout.job_port}",
+                         str(_worker_script(root)), ports)
+    try:
+        state.processes = _start_processes(layout, confs, cluster_id)
+        state.save()
+        _wait_until_up(state, taskmanagers, timeout)
+    except BaseException:
+        stop(root)
+        raise
+    state.started_seconds = round(time.monotonic() - began, 2)
+    state.save()
+    _LOGGER.info("cluster up in %.1fs: Flink REST localhost:%d, job server %s",
+                 state.started_seconds, state.rest_port, state.job_endpoint)
+    return state
+
+
+def stop(root: Path = DEFAULT_ROOT) -> bool:
+    """Stops the cluster under `root` and the SDK workers it started, and removes its state.
+
+    Returns:
+        Whether there was a cluster to stop.
+    """
+    state = ClusterState.load(root)
+    if state is None:
+        return False
+    for record in sorted(state.processes, key=lambda r: r.role != "jobserver"):
+        if record.running():
+            end_process(record.pid)
+            _LOGGER.info("stopped %s (pid %d)", record.role, record.pid)
+        if record.pid in _STARTED:
+            _STARTED.pop(record.pid).wait(timeout=10)
+    for pid in marked_processes(state.cluster_id):
+        end_process(pid, grace_seconds=5)
+        _LOGGER.info("stopped leftover process %d of the cluster", pid)
+    ClusterState.path(root).unlink(missing_ok=True)
+    for directory in root.glob("*/tmp"):
+        shutil.rmtree(directory, ignore_errors=True)
+    for directory in root.glob("*/blobs"):
+        shutil.rmtree(directory, ignore_errors=True)
+    return True
+
+
+def kill_taskmanager(state: ClusterState, name: str) -> None:
+    """SIGKILLs one TaskManager, as a crashed machine would vanish (no shutdown hooks).
+
+    Raises:
+        KeyError: no TaskManager of that name.
+        RuntimeError: it is not running.
+    """
+    record = state.process(name)
+    if not record.running():
+        raise RuntimeError(f"TaskManager {name} (pid {record.pid}) is not running")
+    os.kill(record.pid, signal.SIGKILL)
+    _LOGGER.info("killed TaskManager %s (pid %d)", name, record.pid)
+
+
+def status(root: Path = DEFAULT_ROOT) -> Optional[dict]:
+    """The state of the cluster under `root` with each process's liveness, or None."""
+    state = ClusterState.load(root)
+    if state is None:
+        return None
+    return {
+        "job_endpoint": state.job_endpoint,
+        "rest_port": state.rest_port,
+        "environment_config": state.environment_config(),
+        "processes": {r.role: {"pid": r.pid, "running": r.running(), "log": r.log}
+                      for r in state.processes},
+        "registered_taskmanagers": registered_taskmanagers(state.rest_port),
+        "started_seconds": state.started_seconds,
+    }
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """The command line: `start [--taskmanagers N]`, `stop`, `status` (JSON on stdout).
+
+    Returns:
+        The exit status: 0, or 1 when `status` finds no cluster.
+    """
+    parser = argparse.ArgumentParser(prog="python -m cluster.flink", description=__doc__)
+    parser.add_argument("command", choices=["start", "stop", "status"])
+    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
+    parser.add_argument("--taskmanagers", type=int, default=2)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.command == "start":
+        start(args.root, args.taskmanagers)
+        return 0
+    if args.command == "stop":
+        if not stop(args.root):
+            _LOGGER.info("no cluster runs under %s", args.root)
+        return 0
+    found = status(args.root)
+    sys.stdout.write(json.dumps(found, indent=2) + "\n")
+    return 0 if found else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Fixtures for the tests on a real Flink session cluster (one JobManager, two TaskManagers).
+
+The cluster is the one `make flink-cluster` started, if one runs; otherwise the session starts
+one and stops it at the end. It needs the Flink class path from `make flink-jobserver`; without
+it the tests skip (or, under `make test`, where LIVEINFERENCE_REQUIRE_XLANG=1, fail).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy
+import pytest
+
+from cluster import flink
+from cluster.state import DEFAULT_ROOT, ClusterState
+from examples import xlang_runtime
+
+
+def _require_flink() -> None:
+    missing = xlang_runtime.missing_pieces("flink")
+    if missing:
+        message = "missing " + "; ".join(missing)
+        if os.environ.get("LIVEINFERENCE_REQUIRE_XLANG") == "1":
+            pytest.fail(message)
+        pytest.skip(reason=message)
+
+
+@pytest.fixture(scope="session")
+def flink_cluster() -> Iterator[ClusterState]:
+    """The running cluster; started here (and stopped after the session) if none runs."""
+    _require_flink()
+    running = ClusterState.load(DEFAULT_ROOT)
+    if running is not None and all(record.running() for record in running.processes):
+        yield running
+        return
+    state = flink.start(DEFAULT_ROOT)
+    try:
+        yield state
+    finally:
+        flink.stop(DEFAULT_ROOT)
+
+
+def write_sklearn_model(path: Path, label: int) -> Path:
+    """Pickles a scikit-learn classifier that predicts `label` for every row, atomically."""
+    from sklearn.dummy import DummyClassifier
+
+    model = DummyClassifier(strategy="constant", constant=label)
+    model.fit(numpy.zeros((2, 4)), [label, label])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_bytes(pickle.dumps(model))
+    os.replace(partial, path)
+    return path
+
+
+@pytest.fixture
+def model_writer() -> Callable[[Path, int], Path]:
+    """`write(path, label)`: a constant scikit-learn model, written atomically."""
+    return write_sklearn_model
