@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from pipeline_helpers import Collect, read_collected  # noqa: E402
+from liveinference.testing import Collect, read_collected  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

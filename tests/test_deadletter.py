@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import math
-import time
 
 import apache_beam as beam
 import numpy
 import pytest
 
-from liveinference import FailureRecord, ModelLoadError, RunInference
+from liveinference import FailureRecord, InvalidExampleError, ModelLoadError, RunInference
 from liveinference.deadletter import isolate_failures
 from liveinference.frameworks.sklearn import SklearnModelHandlerNumpy
+from liveinference.testing import FaultOnMark
 
 SLOW_MARK = 777.0
 UNPRINTABLE = 99.0
@@ -73,7 +73,7 @@ def test_every_input_is_predicted_or_dead_lettered_at_its_stage(run_pipeline, sk
 
 def test_without_exception_handling_a_bad_row_fails_the_pipeline(run_pipeline, sklearn_model_path):
     handler = SklearnModelHandlerNumpy(sklearn_model_path)
-    with pytest.raises(Exception, match="expects examples of shape"):
+    with pytest.raises(InvalidExampleError, match="expects examples of shape"):
         run_pipeline(lambda p: {"r": p | beam.Create([numpy.zeros(3)]) | RunInference(handler)})
 
 
@@ -95,21 +95,13 @@ def test_a_model_that_fails_to_load_dead_letters_its_batches(run_pipeline, tmp_p
 
 def test_a_model_that_fails_to_load_without_handling_fails_at_start(run_pipeline, tmp_path):
     handler = SklearnModelHandlerNumpy(str(tmp_path / "missing.pkl"))
-    with pytest.raises(Exception, match="missing.pkl"):
+    with pytest.raises(ModelLoadError, match="missing.pkl"):
         run_pipeline(lambda p: {"r": p | beam.Create([numpy.zeros(4)]) | RunInference(handler)})
 
 
-class _SlowOnMarkHandler(SklearnModelHandlerNumpy):
-    """A scikit-learn handler whose inference hangs on batches holding a marked example."""
-
-    def run_inference(self, batch, model, inference_args=None):
-        if any(example[0] == SLOW_MARK for example in batch):
-            time.sleep(3)
-        return super().run_inference(batch, model, inference_args)
-
-
 def test_timeout_dead_letters_the_slow_batch_and_keeps_the_rest(run_pipeline, sklearn_model_path):
-    handler = _SlowOnMarkHandler(sklearn_model_path, min_batch_size=2, max_batch_size=2)
+    sklearn = SklearnModelHandlerNumpy(sklearn_model_path, min_batch_size=2, max_batch_size=2)
+    handler = FaultOnMark(sklearn, SLOW_MARK, "slow", seconds=3)
     rows = [numpy.full(4, SLOW_MARK), numpy.zeros(4)] + [numpy.ones(4) * i for i in range(1, 7)]
 
     def build(p):
@@ -135,7 +127,7 @@ def test_threshold_fails_the_pipeline_when_too_many_rows_are_bad(run_pipeline, s
         results, dlq = p | beam.Create(rows) | RunInference(handler).with_exception_handling(threshold=0.25)
         return {"results": results}
 
-    with pytest.raises(Exception, match="over the threshold of 25%"):
+    with pytest.raises(ValueError, match="over the threshold of 25%"):
         run_pipeline(build)
 
 
@@ -182,21 +174,9 @@ def test_with_exception_handling_checks_its_arguments(sklearn_model_path):
 CRASH_MARK = 666.0
 
 
-class _CrashOnMarkHandler(SklearnModelHandlerNumpy):
-    """A scikit-learn handler that crashes its process (a segfault) on a marked example."""
-
-    def run_inference(self, batch, model, inference_args=None):
-        if any(example[0] == CRASH_MARK for example in batch):
-            import ctypes
-            import faulthandler
-
-            faulthandler.disable()
-            ctypes.string_at(0)
-        return super().run_inference(batch, model, inference_args)
-
-
 def test_use_subprocess_survives_a_crashing_model(run_pipeline, sklearn_model_path):
-    handler = _CrashOnMarkHandler(sklearn_model_path, min_batch_size=4, max_batch_size=4)
+    sklearn = SklearnModelHandlerNumpy(sklearn_model_path, min_batch_size=4, max_batch_size=4)
+    handler = FaultOnMark(sklearn, CRASH_MARK, "crash")
     rows = [numpy.zeros(4)] * 5 + [numpy.full(4, CRASH_MARK)] + [numpy.ones(4)] * 5 + [numpy.zeros(3)]
 
     def build(p):

@@ -37,8 +37,11 @@ def test_every_beam_base_name_is_importable_from_the_same_module_path(name):
     assert getattr(our_base, name) is getattr(liveinference, name)
 
 
-def test_model_handler_has_exactly_beams_methods():
-    assert _public_methods(liveinference.ModelHandler) == _public_methods(beam_base.ModelHandler)
+def test_model_handler_has_beams_methods_and_only_get_model_id_besides():
+    # get_model_id (issue 10): the id RunInference stamps on the first model's predictions.
+    ours = _public_methods(liveinference.ModelHandler)
+    assert ours - _public_methods(beam_base.ModelHandler) == {"get_model_id"}
+    assert _public_methods(beam_base.ModelHandler) <= ours
 
 
 @pytest.mark.parametrize("name", ["PredictionResult", "ModelMetadata"])

@@ -14,36 +14,19 @@ import pytest
 
 from liveinference import RunInference
 from liveinference.frameworks.sklearn import SklearnModelHandlerNumpy
+from liveinference.testing import RecordingHandler, recorded_batches, recorded_loads
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 LIBRARY = os.path.join(os.path.dirname(TESTS), "python")
 
 
-class PidRecordingHandler(SklearnModelHandlerNumpy):
-    """Appends the pid of the process to `log_dir`/loads per load and `log_dir`/batches per batch."""
-
-    def __init__(self, model_uri, log_dir, **kwargs):
-        super().__init__(model_uri, max_batch_size=10, **kwargs)
-        self._log_dir = log_dir
-
-    def _record(self, name):
-        with open(os.path.join(self._log_dir, name), "a") as file:
-            file.write(f"{os.getpid()}\n")
-
-    def load_model(self):
-        self._record("loads")
-        return super().load_model()
-
-    def run_inference(self, batch, model, inference_args=None):
-        self._record("batches")
-        return super().run_inference(batch, model, inference_args)
+def _pid_recording(model_path, log_dir, **kwargs):
+    """A scikit-learn handler (batches of up to 10) recording the pid of each load and batch."""
+    return RecordingHandler(SklearnModelHandlerNumpy(model_path, max_batch_size=10, **kwargs), str(log_dir))
 
 
-def _pids(path):
-    if not os.path.exists(path):
-        return []
-    with open(path) as file:
-        return file.read().split()
+def _batch_pids(log_dir):
+    return [pid for pid, _ in recorded_batches(str(log_dir))]
 
 
 @pytest.fixture
@@ -66,33 +49,33 @@ def _run_two_processes(run_pipeline, handler, rows):
 def test_two_worker_processes_share_one_load_per_machine(run_pipeline, worker_path, sklearn_model_path, dataset, tmp_path, sharing):
     x, _ = dataset
     rows = list(x[:200])
-    handler = PidRecordingHandler(sklearn_model_path, str(tmp_path), **sharing)
+    handler = _pid_recording(sklearn_model_path, tmp_path, **sharing)
     assert handler.share_model_across_processes()
     out = _run_two_processes(run_pipeline, handler, rows)
     expected = SklearnModelHandlerNumpy(sklearn_model_path).load_model().predict(x[:200])
     assert sorted((tuple(r.example), r.inference) for r in out) == sorted(
         (tuple(row), label) for row, label in zip(rows, expected)
     )
-    assert len(set(_pids(tmp_path / "batches"))) == 2, "both worker processes should run batches"
-    assert len(_pids(tmp_path / "loads")) == 1
+    assert len(set(_batch_pids(tmp_path))) == 2, "both worker processes should run batches"
+    assert len(recorded_loads(str(tmp_path))) == 1
 
 
 def test_without_sharing_each_worker_process_loads_its_own_copy(run_pipeline, worker_path, sklearn_model_path, dataset, tmp_path):
     x, _ = dataset
-    handler = PidRecordingHandler(sklearn_model_path, str(tmp_path))
+    handler = _pid_recording(sklearn_model_path, tmp_path)
     out = _run_two_processes(run_pipeline, handler, list(x[:200]))
     assert len(out) == 200
-    batch_pids = set(_pids(tmp_path / "batches"))
+    batch_pids = set(_batch_pids(tmp_path))
     assert len(batch_pids) == 2
-    assert sorted(_pids(tmp_path / "loads")) == sorted(batch_pids)
+    assert sorted(recorded_loads(str(tmp_path))) == sorted(batch_pids)
 
 
 def test_model_copies_loads_that_many_copies_per_machine(run_pipeline, worker_path, sklearn_model_path, dataset, tmp_path):
     x, _ = dataset
-    handler = PidRecordingHandler(sklearn_model_path, str(tmp_path), model_copies=2)
+    handler = _pid_recording(sklearn_model_path, tmp_path, model_copies=2)
     out = _run_two_processes(run_pipeline, handler, list(x[:200]))
     assert len(out) == 200
-    assert len(_pids(tmp_path / "loads")) == 2
+    assert len(recorded_loads(str(tmp_path))) == 2
 
 
 def test_model_copies_are_used_in_turn():

@@ -1,4 +1,9 @@
-"""The DoFn that runs the serving model on each batch, isolates failures and reports metrics."""
+"""The DoFn that runs the serving model on each batch, isolates failures and reports metrics.
+
+Every prediction and every dead letter it emits names the model that served its batch
+(`ServingModel.stamp` and `ServingModel.id_for`); a dead letter of a model that failed to
+load names that model.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +16,11 @@ from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.window import GlobalWindows
 from apache_beam.utils import multi_process_shared, shared
 
-from liveinference.contract import ModelHandler, PredictionResult
+from liveinference.contract import ModelHandler
 from liveinference.deadletter import ExceptionTypes, FailureRecord, isolate_failures
 from liveinference.metrics import InferenceMetrics
 from liveinference.refresh.config import RefreshConfig
-from liveinference.refresh.slot import LoadReport, ModelSlot, Serving
+from liveinference.refresh.slot import LoadReport, ModelSlot, ServingModel
 from liveinference.timeouts import call_with_timeout
 
 __all__ = ["FAILED", "FAILED_MODEL_LOADS", "InferenceDoFn", "ModelCopies"]
@@ -26,16 +31,6 @@ FAILED_MODEL_LOADS = "failed_model_loads"
 # One registry per worker process: every step and thread with the same model tag gets the
 # same ModelSlot, so a model is loaded once per process however many steps serve it.
 _SLOTS = shared.Shared()
-
-
-def _stamped(results: List[Any], model_id: Optional[str]) -> List[Any]:
-    """Names `model_id` on PredictionResults whose handler left model_id unset."""
-    if model_id is None or not results:
-        return results
-    first = results[0]
-    if isinstance(first, PredictionResult) and first.model_id is None:
-        return [result._replace(model_id=model_id) for result in results]
-    return results
 
 
 class ModelCopies:
@@ -111,7 +106,7 @@ class InferenceDoFn(beam.DoFn):
         if self._refresh.enabled:
             self._refresh.start(self._slot, self._handler)
         if self._catch is None:
-            self._slot.serving(self._timeout)
+            self._slot.wait_for_model(self._timeout)
 
     def teardown(self) -> None:
         self._slot = None
@@ -124,16 +119,18 @@ class InferenceDoFn(beam.DoFn):
             metrics = self._metrics[model_name] = InferenceMetrics(self._namespace, model_name)
         return metrics
 
-    def _run(self, serving: Serving, batch: Sequence[Any], inference_args: Any) -> List[Any]:
-        model = serving.model
+    def _run(
+        self, serving: ServingModel, batch: Sequence[Any], inference_args: Any
+    ) -> List[Any]:
+        handler, model = serving.handler, serving.model
         if isinstance(model, ModelCopies):
             model = model.pick()
 
         def call() -> List[Any]:
-            return list(serving.handler.run_inference(batch, model, inference_args))
+            return list(handler.run_inference(batch, model, inference_args))
 
         results = call_with_timeout(call, self._timeout, f"inference on {len(batch)} examples")
-        return _stamped(results, serving.model_id)
+        return serving.stamp(results)
 
     def _catches(self, error: BaseException) -> bool:
         return self._catch is not None and isinstance(error, self._catch)
@@ -159,15 +156,18 @@ class InferenceDoFn(beam.DoFn):
         slot = self._slot
         assert slot is not None, "setup() has not run"
         try:
-            serving = slot.current() or slot.serving(self._timeout)
+            serving = slot.current() or slot.wait_for_model(self._timeout)
         except Exception as error:
             if not self._catches(error):
                 raise
             base = self._metrics_for("")
             if base:
                 base.failed_batches.inc()
+            model_id = slot.first_model_id
             for element in batch:
-                yield TaggedOutput(FAILED, FailureRecord.of(element, "load_model", error))
+                yield TaggedOutput(
+                    FAILED, FailureRecord.of(element, "load_model", error, model_id)
+                )
             return
         for record in self._slot_events():
             yield TaggedOutput(FAILED_MODEL_LOADS, record)
@@ -182,7 +182,7 @@ class InferenceDoFn(beam.DoFn):
             if not self._catches(error):
                 error.add_note(
                     f"raised by RunInference on a batch of {len(batch)} examples "
-                    f"(model {serving.model_id or type(serving.handler).__name__})"
+                    f"(model {serving.model_id})"
                 )
                 raise
             if isinstance(error, TimeoutError):
@@ -203,7 +203,8 @@ class InferenceDoFn(beam.DoFn):
         yield from results
         for element, failure in failures:
             yield TaggedOutput(
-                FAILED, FailureRecord.of(element, "inference", failure, serving.model_id)
+                FAILED,
+                FailureRecord.of(element, "inference", failure, serving.id_for(element)),
             )
 
     def finish_bundle(self) -> Optional[List[Any]]:

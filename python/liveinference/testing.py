@@ -1,29 +1,26 @@
-"""Fakes and helpers for tests: constant models, faulty and recording handlers, stream waits.
+"""Fakes and helpers for tests (ours and users'): the smallest real parts that show a behaviour.
 
-Nothing here runs in production; it lets tests (ours and users') show RunInference's
-behaviour with the smallest real parts:
-
-- `ConstantModelHandler` loads a "model" that is a text file holding one integer label, and
-  predicts that label for every example, so a prediction names the model that made it.
-  `write_constant_model` writes such a file atomically (temporary name, then rename).
+- `ConstantModelHandler` loads a "model" that is a text file holding one integer label
+  (`write_constant_model` writes one), and predicts it: a prediction names its model.
 - `FaultOnMark` wraps any handler so that batches holding a marked example raise, run
   slowly, hang until released, or crash the process.
 - `RecordingHandler` wraps any handler and appends a line per model load and per batch to
-  files, which works across threads and worker processes; `recorded_loads` and
-  `recorded_batches` read them back.
-- `Collect` and `read_collected` write and read what reaches a sink; `wait_until` and
-  `when` wait for a condition (N elements seen, a model served) with a deadline, never for
-  a fixed time.
+  files (seen across worker processes); `recorded_loads`, `recorded_batches` read them.
+- `Collect` and `read_collected` write and read what reaches a sink, `query_metrics` reads
+  a run's metrics; `wait_until` and `when` wait for a condition (N elements seen, a model
+  served) with a deadline, never for a fixed time.
 """
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import dataclasses
 import faulthandler
 import logging
 import os
 import pickle
+import sys
 import threading
 import time
 import uuid
@@ -43,6 +40,7 @@ __all__ = [
     "RecordingHandler",
     "Watcher",
     "is_marked",
+    "query_metrics",
     "read_collected",
     "recorded_batches",
     "recorded_loads",
@@ -55,12 +53,7 @@ _LOG = logging.getLogger(__name__)
 
 
 class ConstantModel:
-    """A model that predicts one label for every example; supports weak references.
-
-    Args:
-        label: The prediction for every example.
-        path: The file it was loaded from.
-    """
+    """A model that predicts `label` for every example; loaded from `path`; weakref-able."""
 
     def __init__(self, label: int, path: str) -> None:
         self.label = label
@@ -72,11 +65,7 @@ class ConstantModel:
 
 
 def write_constant_model(path: str, label: int) -> str:
-    """Writes a constant model file atomically (temporary name, then rename).
-
-    Returns:
-        `path`.
-    """
+    """Writes a constant model file atomically (temporary name, then rename); returns `path`."""
     temporary = f"{path}.tmp-{uuid.uuid4().hex}"
     with open(temporary, "w") as file:
         file.write(f"{label}\n")
@@ -98,11 +87,7 @@ class ConstantModelHandler(ModelHandler[Any, PredictionResult, ConstantModel]):
         self._batch_size = batch_size
 
     def load_model(self) -> ConstantModel:
-        """Reads the label from the model file.
-
-        Raises:
-            ModelLoadError: if the file is missing or does not hold one integer.
-        """
+        """Reads the label; raises ModelLoadError if the file is missing or holds no integer."""
         try:
             with open(self._model_path) as file:
                 return ConstantModel(int(file.read().strip()), self._model_path)
@@ -204,6 +189,14 @@ class FaultOnMark(Delegating):
             self._strike(marked[0])
         return self._inner.run_inference(batch, model, inference_args)
 
+    def __deepcopy__(self, memo: Dict[int, Any]) -> "FaultOnMark":
+        """Copies the handler (as refresh does) sharing `release`: an Event cannot be copied."""
+        clone = copy.copy(self)
+        memo[id(self)] = clone
+        for name, value in vars(self).items():
+            setattr(clone, name, value if name == "_release" else copy.deepcopy(value, memo))
+        return clone
+
     def _strike(self, example: Any) -> None:
         if self._fault == "raise":
             raise MarkedRowError(f"example {example!r} is marked {self._mark!r} to fail")
@@ -251,22 +244,22 @@ class RecordingHandler(Delegating):
         return self._inner.run_inference(batch, model, inference_args)
 
 
-def _lines(log_dir: str, name: str) -> List[List[str]]:
+def recorded_loads(log_dir: str) -> List[int]:
+    """Returns the pid of each load a `RecordingHandler` recorded in `log_dir`, in order."""
+    return [int(fields[0]) for fields in _recorded(log_dir, "loads")]
+
+
+def recorded_batches(log_dir: str) -> List[Tuple[int, int]]:
+    """Returns (pid, batch size) of each batch a `RecordingHandler` recorded, in order."""
+    return [(int(fields[0]), int(fields[1])) for fields in _recorded(log_dir, "batches")]
+
+
+def _recorded(log_dir: str, name: str) -> List[List[str]]:
     path = os.path.join(log_dir, name)
     if not os.path.exists(path):
         return []
     with open(path) as file:
         return [line.split() for line in file if line.strip()]
-
-
-def recorded_loads(log_dir: str) -> List[int]:
-    """Returns the pid of each load a `RecordingHandler` recorded in `log_dir`, in order."""
-    return [int(fields[0]) for fields in _lines(log_dir, "loads")]
-
-
-def recorded_batches(log_dir: str) -> List[Tuple[int, int]]:
-    """Returns (pid, batch size) of each batch a `RecordingHandler` recorded, in order."""
-    return [(int(fields[0]), int(fields[1])) for fields in _lines(log_dir, "batches")]
 
 
 class _CollectDoFn(beam.DoFn):
@@ -294,8 +287,7 @@ class _CollectDoFn(beam.DoFn):
 class Collect(beam.PTransform):
     """Writes every element to pickle files under `directory` (made if missing), per bundle.
 
-    Any runner whose workers share the file system works; a streaming pipeline's elements
-    appear bundle by bundle, so a test can wait on them while the pipeline runs.
+    For runners whose workers share the file system; a test can wait on a running stream.
     """
 
     def __init__(self, directory: str) -> None:
@@ -319,15 +311,29 @@ def read_collected(directory: str) -> List[Any]:
     return items
 
 
+def query_metrics(result: Any, namespace: str) -> Tuple[Dict[str, int], Dict[str, Any]]:
+    """Returns ({counter: value}, {distribution: DistributionResult}) of `namespace`.
+
+    Beam's local runner chains one lazy generator per bundle to merge metrics; a streaming
+    run has many bundles, so reading them needs a deeper stack than Python's default.
+    """
+    from apache_beam.metrics.metric import MetricsFilter
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 20_000))
+    try:
+        query = result.metrics().query(MetricsFilter().with_namespace(namespace))
+    finally:
+        sys.setrecursionlimit(limit)
+    counters = {c.key.metric.name: c.committed for c in query["counters"]}
+    distributions = {d.key.metric.name: d.committed for d in query["distributions"]}
+    return counters, distributions
+
+
 def wait_until(
     condition: Callable[[], Any], timeout: float = 60.0, what: str = "the condition"
 ) -> Any:
-    """Calls `condition` until it returns a true value, and returns that value.
-
-    Args:
-        condition: What to check; called about 50 times a second.
-        timeout: The most seconds to wait.
-        what: Names the condition in the error.
+    """Calls `condition` (50 times a second) until it returns a true value; returns that.
 
     Raises:
         TimeoutError: naming `what`, if it does not hold within `timeout` seconds.
@@ -344,13 +350,8 @@ def wait_until(
 
 @dataclasses.dataclass
 class Watcher:
-    """The outcome of `when`: which steps ran, and the error that stopped it, if any.
-
-    Attributes:
-        results: (unix time, value) of each action that ran, in order.
-        error: The exception that ended the steps early, if one did.
-        finished: Set once every step has run or one failed.
-    """
+    """The outcome of `when`: `results` holds (unix time, value) of each action run, in
+    order; `error` the exception that ended the steps early; `finished` is set at the end."""
 
     results: List[Tuple[float, Any]] = dataclasses.field(default_factory=list)
     error: Optional[BaseException] = None

@@ -1,8 +1,16 @@
-"""Run a call on its own thread and wait for it with a time limit."""
+"""Run a call on its own thread and wait for it with a time limit.
+
+A thread cannot be stopped. A call that runs past its timeout goes on until it returns,
+and the objects it was given (a model, a batch) stay in memory until then. Nothing else is
+kept for it: the waiting side drops its references and abandons the call, and the result
+of an abandoned call is discarded when it arrives, so a late model load does not hold its
+model and a late batch does not hold its results.
+"""
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import threading
 from typing import Any, Callable, Optional
 
@@ -15,22 +23,39 @@ def start_in_thread(fn: Callable[[], Any], name: str) -> "concurrent.futures.Fut
     """Starts `fn` on a new daemon thread and returns a future of its result.
 
     A daemon thread is used so that a call that never returns cannot keep the worker
-    process from exiting.
+    process from exiting. Cancelling the future abandons the call: its result or error is
+    dropped when it arrives.
     """
     future: "concurrent.futures.Future[Any]" = concurrent.futures.Future()
 
     def target() -> None:
-        try:
-            future.set_result(fn())
-        except BaseException as error:  # noqa: BLE001 - handed to the waiting thread
-            future.set_exception(error)
+        # A cancelled (abandoned) future refuses the outcome; the outcome is then dropped.
+        with contextlib.suppress(concurrent.futures.InvalidStateError):
+            try:
+                result = fn()
+            except BaseException as error:  # noqa: BLE001 - handed to the waiting thread
+                future.set_exception(error)
+            else:
+                future.set_result(result)
 
     threading.Thread(target=target, name=name, daemon=True).start()
     return future
 
 
-def wait_for(future: "concurrent.futures.Future[Any]", timeout: Optional[float], what: str) -> Any:
+def wait_for(
+    future: "concurrent.futures.Future[Any]",
+    timeout: Optional[float],
+    what: str,
+    abandon: bool = False,
+) -> Any:
     """Returns the future's result, waiting at most `timeout` seconds (None: no limit).
+
+    Args:
+        future: The result to wait for.
+        timeout: The most seconds to wait.
+        what: Names the call in the error.
+        abandon: Cancel the future on timeout, so its late result is dropped; leave it
+            False when other callers may still wait for the same result.
 
     Raises:
         TimeoutError: naming `what` and the limit, if the result is not ready in time.
@@ -39,21 +64,17 @@ def wait_for(future: "concurrent.futures.Future[Any]", timeout: Optional[float],
     try:
         return future.result(timeout)
     except concurrent.futures.TimeoutError:
-        raise TimeoutError(
-            f"{what} took longer than the timeout of {timeout}s; raise the timeout given "
-            "to with_exception_handling() or make the step faster"
-        ) from None
+        pass
+    # Raised outside the except block, so the error does not chain to the future.
+    if abandon:
+        future.cancel()
+    raise TimeoutError(
+        f"{what} took longer than the timeout of {timeout}s; raise the timeout given "
+        "to with_exception_handling() or make the step faster"
+    )
 
 
-def call_with_timeout(fn: Callable[[], Any], timeout: Optional[float], what: str) -> Any:
-    """Calls `fn`, on its own thread when `timeout` is set, and returns its result.
-
-    Raises:
-        TimeoutError: if `timeout` is set and `fn` does not return in time.
-        Exception: whatever `fn` raised.
-    """
-    if timeout is None:
-        return fn()
+def _carrying_tracker(fn: Callable[[], Any]) -> Callable[[], Any]:
     tracker = statesampler.get_current_tracker()
 
     def with_metrics_context() -> Any:
@@ -65,4 +86,22 @@ def call_with_timeout(fn: Callable[[], Any], timeout: Optional[float], what: str
         finally:
             statesampler.set_current_tracker(None)
 
-    return wait_for(start_in_thread(with_metrics_context, what), timeout, what)
+    return with_metrics_context
+
+
+def call_with_timeout(fn: Callable[[], Any], timeout: Optional[float], what: str) -> Any:
+    """Calls `fn`, on its own thread when `timeout` is set, and returns its result.
+
+    On timeout the call is abandoned: it runs on, holding what `fn` holds, until it
+    returns; its result is then dropped.
+
+    Raises:
+        TimeoutError: if `timeout` is set and `fn` does not return in time.
+        Exception: whatever `fn` raised.
+    """
+    if timeout is None:
+        return fn()
+    future = start_in_thread(_carrying_tracker(fn), what)
+    # A kept TimeoutError holds this frame: it must not hold `fn` (and so the model).
+    del fn
+    return wait_for(future, timeout, what, abandon=True)

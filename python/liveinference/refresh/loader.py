@@ -1,4 +1,9 @@
-"""Loads one offered version off the inference path, into a handler of its own."""
+"""Loads one offered version off the inference path, into a handler of its own.
+
+A `ModelMetadata` offer loads with a copy of the handler pointed at its path. Per-key
+paths (a list of `KeyModelPathMapping`) go to the serving model itself, which must be a
+`ModelSet`: it knows how to repoint its keys, so refresh imports no per-key code.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,9 @@ import copy
 import time
 from typing import Any, Optional
 
-from liveinference.contract import ModelHandler, ModelMetadata
+from liveinference.contract import ModelHandler, ModelMetadata, ModelSet
 from liveinference.errors import ModelLoadError
-from liveinference.keyed_models import KeyedModels
-from liveinference.refresh.slot import LoadReport, Serving, resident_bytes
+from liveinference.refresh.slot import LoadReport, ServingModel, resident_bytes
 from liveinference.refresh.sources import Version
 from liveinference.refresh.validate import ModelValidation
 
@@ -18,15 +22,15 @@ __all__ = ["load_version"]
 
 def load_version(
     handler: ModelHandler,
-    serving: Optional[Serving],
+    serving: Optional[ServingModel],
     version: Version,
     validation: Optional[ModelValidation],
-) -> "tuple[Serving, LoadReport]":
+) -> "tuple[ServingModel, LoadReport]":
     """Loads and validates `version` with a copy of `handler` pointed at its path.
 
     The serving handler is never touched, so the batches running meanwhile are unaffected.
-    For per-key models, a new set of models is made from the serving one: the listed keys
-    get repointed handlers and freshly loaded models, the other keys keep theirs.
+    For per-key models, the serving `ModelSet` makes a new set from itself: the listed
+    keys get freshly loaded models, the other keys keep theirs.
 
     Raises:
         ModelLoadError: if the version cannot be loaded.
@@ -43,7 +47,7 @@ def load_version(
             name = offer.model_name
         else:
             current = serving.model if serving is not None else None
-            if not isinstance(current, KeyedModels):
+            if not isinstance(current, ModelSet):
                 raise ModelLoadError(
                     f"per-key model paths {version.model_id!r} need a KeyedModelHandler built "
                     "from KeyModelMappings, serving its first models; send ModelMetadata "
@@ -62,4 +66,4 @@ def load_version(
         validation.run(candidate, model, version.model_id)
     latency_ms = int((time.perf_counter() - started) * 1000)
     report = LoadReport(version.model_id, name, latency_ms, max(0, resident_bytes() - before))
-    return Serving(version.model_id, model, candidate, name), report
+    return ServingModel(version.model_id, model, candidate, name), report

@@ -1,4 +1,10 @@
-"""The model a worker process serves: one reference, read once per batch, swapped atomically."""
+"""The model a worker process serves: one reference, read once per batch, swapped atomically.
+
+`ServingModel` is that reference: the loaded model, its handler and its id. It is the one
+place a prediction or a dead letter gets its model_id (`stamp`, `id_for`); handlers never
+stamp. Nothing here keeps a model once it has been swapped out: the load of the first model
+is forgotten when it finishes.
+"""
 
 from __future__ import annotations
 
@@ -7,35 +13,78 @@ import dataclasses
 import logging
 import threading
 import time
+from itertools import repeat
 from typing import Any, Callable, List, Optional, Union
 
 import psutil
 
-from liveinference.contract import ModelHandler
+from liveinference.contract import ModelHandler, ModelSet
 from liveinference.deadletter import FailureRecord
 from liveinference.errors import ModelLoadError
 from liveinference.timeouts import start_in_thread, wait_for
 
-__all__ = ["LoadReport", "ModelSlot", "Serving", "SlotEvent", "resident_bytes"]
+__all__ = ["LoadReport", "ModelSlot", "ServingModel", "SlotEvent", "resident_bytes"]
 
 _LOG = logging.getLogger(__name__)
 
+_PREDICTION_FIELDS = ("example", "inference", "model_id")
+
+
+def _is_prediction(value: Any) -> bool:
+    """True for our PredictionResult, Beam's, or any (example, inference, model_id) tuple."""
+    return isinstance(value, tuple) and getattr(type(value), "_fields", None) == _PREDICTION_FIELDS
+
 
 @dataclasses.dataclass(frozen=True)
-class Serving:
+class ServingModel:
     """A loaded model, its id, and the handler that runs it: read as one reference.
 
     Attributes:
-        model_id: The id predictions made by this model carry; None if unknown.
-        model: The loaded model.
+        model_id: The id predictions made by this model carry.
+        model: The loaded model. A `ModelSet` (per-key models) names a model per key.
         handler: The handler that loaded it and runs it (a copy per refreshed version).
         model_name: The name that prefixes this model's metrics; "" for the first model.
     """
 
-    model_id: Optional[str]
+    model_id: str
     model: Any
     handler: ModelHandler
     model_name: str = ""
+
+    def id_for(self, element: Any) -> str:
+        """Returns the id of the model that serves `element`.
+
+        That is `model_id`, except for a `(key, example)` element of per-key models: then
+        the id of its key's model (`model_id` if no model serves that key).
+        """
+        model = self.model
+        if isinstance(element, tuple) and len(element) == 2 and isinstance(model, ModelSet):
+            try:
+                return model.model_id_for(element[0])
+            except KeyError:
+                return self.model_id
+        return self.model_id
+
+    def stamp(self, results: List[Any]) -> List[Any]:
+        """Returns `results` with each prediction naming the model that made it.
+
+        A prediction is a `PredictionResult` (ours or Beam's) or a `(key,
+        PredictionResult)` pair; its model_id is replaced whatever the handler put there.
+        Other results pass unchanged.
+        """
+        if all(map(_is_prediction, results)):
+            # tuple.__new__ builds each result without a Python-level __new__ per element.
+            kind = type(results[0]) if results else tuple
+            rows = ((example, inference, self.model_id) for example, inference, _ in results)
+            return list(map(tuple.__new__, repeat(kind), rows))
+        return [self._stamped(result) for result in results]
+
+    def _stamped(self, result: Any) -> Any:
+        if _is_prediction(result):
+            return result._replace(model_id=self.model_id)
+        if isinstance(result, tuple) and len(result) == 2 and _is_prediction(result[1]):
+            return (result[0], result[1]._replace(model_id=self.id_for(result)))
+        return result
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +98,7 @@ class LoadReport:
         byte_size: How much the process's resident memory grew (0 if it did not).
     """
 
-    model_id: Optional[str]
+    model_id: str
     model_name: str
     latency_ms: int
     byte_size: int
@@ -66,8 +115,8 @@ def resident_bytes() -> int:
 class ModelSlot:
     """Holds the serving model of one worker process, shared by all its threads.
 
-    The first caller of `serving()` loads the handler's own model; concurrent callers wait
-    for that one load. A refresher swaps later versions in with `swap()`. Loads, swaps and
+    The first caller of `wait_for_model()` loads the handler's own model; concurrent callers
+    wait for that one load. A refresher swaps later versions in with `swap()`. Loads, swaps and
     failures are queued as events for the processing thread to report (Beam's metrics and
     outputs are only reachable from there).
 
@@ -79,18 +128,25 @@ class ModelSlot:
     def __init__(self, handler: ModelHandler, load: Callable[[], Any]) -> None:
         self._handler = handler
         self._load = load
-        self._serving: Optional[Serving] = None
-        self._loading: Optional["concurrent.futures.Future[Serving]"] = None
+        self._serving: Optional[ServingModel] = None
+        self._loading: Optional["concurrent.futures.Future[ServingModel]"] = None
         self._lock = threading.Lock()
         self._events: List[SlotEvent] = []
         self._refresher: Any = None
 
-    def current(self) -> Optional[Serving]:
-        """Returns the serving model, or None before the first one is ready."""
+    @property
+    def first_model_id(self) -> str:
+        """The id of the handler's own model, the first one this slot serves."""
+        return self._handler.get_model_id()
+
+    def current(self) -> Optional[ServingModel]:
+        """Returns the serving model, or None before the first one is ready; never loads."""
         return self._serving
 
-    def serving(self, timeout: Optional[float] = None) -> Serving:
+    def wait_for_model(self, timeout: Optional[float] = None) -> ServingModel:
         """Returns the serving model, loading the handler's own model first if none is ready.
+
+        A load that runs past `timeout` goes on; the next call waits for that same load.
 
         Args:
             timeout: The most seconds to wait for a load; None waits as long as it takes.
@@ -106,12 +162,12 @@ class ModelSlot:
             if self._serving is not None:
                 return self._serving
             loading = self._loading
-            if loading is None or (loading.done() and loading.exception() is not None):
+            if loading is None:
                 loading = start_in_thread(self._load_first, "liveinference-load-model")
                 self._loading = loading
-        return wait_for(loading, timeout, "loading the model")
+        return wait_for(loading, timeout, f"loading model {self.first_model_id}")
 
-    def swap(self, serving: Serving) -> Optional[Serving]:
+    def swap(self, serving: ServingModel) -> Optional[ServingModel]:
         """Makes `serving` the model of every batch that starts from now on.
 
         Batches already running keep the model they started with. Returns the model that
@@ -147,27 +203,37 @@ class ModelSlot:
             events, self._events = self._events, []
         return events
 
-    def _load_first(self) -> Serving:
-        self._handler.set_environment_vars()
-        before = resident_bytes()
-        started = time.perf_counter()
+    def _load_first(self) -> ServingModel:
+        """Loads the handler's own model; forgets this load once it ends, either way.
+
+        The finished load is dropped so it does not keep the first model alive after a
+        swap; after a failure the next `wait_for_model` starts a new load.
+        """
+        model_id = self.first_model_id
         try:
-            model = self._load()
-        except ModelLoadError:
-            raise
-        except Exception as error:
-            raise ModelLoadError(
-                f"cannot load the model of {type(self._handler).__name__}: "
-                f"{type(error).__name__}: {error}"
-            ) from error
-        latency_ms = int((time.perf_counter() - started) * 1000)
-        serving = Serving(None, model, self._handler)
-        with self._lock:
-            if self._serving is None:
-                self._serving = serving
-            self._events.append(
-                LoadReport(None, "", latency_ms, max(0, resident_bytes() - before))
-            )
-            current = self._serving
-        _LOG.info("loaded the first model in %d ms", latency_ms)
-        return current
+            self._handler.set_environment_vars()
+            before = resident_bytes()
+            started = time.perf_counter()
+            try:
+                model = self._load()
+            except ModelLoadError:
+                raise
+            except Exception as error:
+                raise ModelLoadError(
+                    f"cannot load model {model_id!r} of {type(self._handler).__name__}: "
+                    f"{type(error).__name__}: {error}"
+                ) from error
+            latency_ms = int((time.perf_counter() - started) * 1000)
+            serving = ServingModel(model_id, model, self._handler)
+            with self._lock:
+                if self._serving is None:
+                    self._serving = serving
+                self._events.append(
+                    LoadReport(model_id, "", latency_ms, max(0, resident_bytes() - before))
+                )
+                current = self._serving
+            _LOG.info("loaded the first model %s in %d ms", model_id, latency_ms)
+            return current
+        finally:
+            with self._lock:
+                self._loading = None
