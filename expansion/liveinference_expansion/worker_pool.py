@@ -56,7 +56,7 @@ def check_endpoint(url: str, what: str) -> None:
     if not match or not 0 < int(match.group("port")) < 65536:
         raise ValueError(
             f"{what} {url!r} is not a loopback host:port (localhost, 127.x.y.z or [::1] with a "
-            "port 1-65535); this pool starts workers only for a runner on this machine"
+            "port 1-65535); workers talk only to a runner on this machine"
         )
 
 

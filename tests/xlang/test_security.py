@@ -289,3 +289,42 @@ def test_listening_beyond_loopback_without_tls_is_refused(tmp_path):
     assert "REFUSING to listen on '0.0.0.0' without TLS" in result.stderr
     assert "--tls-cert and --tls-key" in result.stderr
     assert "listening" not in result.stdout
+
+
+@pytest.mark.parametrize("url", ["attacker.example:50000", "10.0.0.1:50000", "localhost:0",
+                                 "localhost:50000/../x"])
+def test_a_control_endpoint_off_this_machine_or_malformed_is_refused(service, url):
+    request = beam_fn_api_pb2.StartWorkerRequest(
+        worker_id="remote", control_endpoint=endpoints_pb2.ApiServiceDescriptor(url=url))
+    with grpc.insecure_channel(service.extra["workers"]) as channel:
+        response = channel.unary_unary(START_WORKER)(request.SerializeToString(), timeout=60)
+    error = beam_fn_api_pb2.StartWorkerResponse.FromString(response).error
+    assert error.startswith(f"refused: control_endpoint {url!r} is not a loopback host:port")
+
+
+def test_the_pool_refuses_a_folder_another_user_made(tmp_path):
+    """Another user who made the socket folder first could replace the socket: refuse it."""
+    if os.geteuid() != 0:
+        pytest.skip(reason="making a folder owned by another user needs root")
+    folder = tmp_path / "pool"
+    folder.mkdir(mode=0o700)
+    os.chown(folder, 65534, 65534)  # nobody
+    result = subprocess.run(
+        [sys.executable, "-m", "liveinference_expansion", "serve", "--port", "0",
+         "--worker-pool-dir", str(folder)],
+        capture_output=True, text=True, timeout=60, cwd=xlang_runtime.ROOT,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"worker pool directory {str(folder)!r} must be a real directory owned by uid 0" \
+        in result.stderr
+
+
+def test_the_process_boot_command_refuses_a_remote_provision_endpoint():
+    result = subprocess.run(
+        [sys.executable, "-m", "liveinference_expansion.boot", "--id=w1",
+         "--provision_endpoint=attacker.example:50000"],
+        capture_output=True, text=True, timeout=60, cwd=xlang_runtime.ROOT,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert ("worker w1 not started: --provision_endpoint 'attacker.example:50000' is not a "
+            "loopback host:port") in result.stderr
