@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
@@ -25,11 +26,13 @@ BAD_PART2 = ["1,2,3", "nan,0,0,0"]
 
 
 def test_junit_suite_passes(service, models):
-    """Runs the JUnit tests, the ones against this session's expansion service included."""
+    """Runs the JUnit tests, the ones against this session's expansion service included, and
+    the TLS ones, which start their own `liveinference serve` with this Python."""
     require("java")
     result = subprocess.run(
         ["mvn", "-q", "-B", "-f", str(xlang_runtime.ROOT / "java" / "pom.xml"), "test",
-         f"-Dliveinference.service={service.address}", f"-Dliveinference.model={models['v1']}"],
+         f"-Dliveinference.service={service.address}", f"-Dliveinference.model={models['v1']}",
+         f"-Dliveinference.python={sys.executable}"],
         capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
