@@ -15,6 +15,7 @@ import org.apache.beam.sdk.values.PCollection;
 import org.apache.beam.sdk.values.PCollectionTuple;
 import org.apache.beam.sdk.values.Row;
 import org.apache.beam.vendor.grpc.v1p60p1.com.google.protobuf.ByteString;
+import org.checkerframework.checker.nullness.qual.Nullable;
 
 /**
  * One call to the liveinference expansion service: checks that it is reachable, sends the
@@ -25,6 +26,9 @@ final class ExpansionCall {
 
   /** Beam's URN for a Python transform named by its qualified name. */
   static final String PYTHON_NAMED_URN = "beam:transforms:python:fully_qualified_named";
+
+  /** How Beam's {@code External} begins the message of a response that carries an error. */
+  private static final String REFUSED = "expansion service error:";
 
   private ExpansionCall() {}
 
@@ -83,7 +87,8 @@ final class ExpansionCall {
     try {
       return input.apply("ConfiguredRunInference", external);
     } catch (RuntimeException error) {
-      if (!fromPython(error)) {
+      String refusal = refusal(error);
+      if (refusal == null) {
         throw error;
       }
       throw new IllegalArgumentException(
@@ -92,34 +97,31 @@ final class ExpansionCall {
               + " refused RunInference("
               + config.describe()
               + "): "
-              + lastLine(error),
+              + refusal,
           error);
     }
   }
 
-  /** Whether the error carries a Python traceback, i.e. the service refused the request. */
-  private static boolean fromPython(Throwable error) {
-    return traceback(error) != null;
-  }
-
-  private static String lastLine(Throwable error) {
-    String message = traceback(error);
-    if (message != null) {
-      String[] lines = message.strip().split("\n");
+  /**
+   * The service's reason when {@code error} is its refusal (Beam's {@code External} reports the
+   * response's error as {@value #REFUSED}...): the last line of a Python traceback, or the
+   * whole reason; null for any other error.
+   */
+  private static @Nullable String refusal(Throwable error) {
+    for (Throwable cause = error; cause != null; cause = cause.getCause()) {
+      String message = cause.getMessage();
+      if (message == null || !message.contains(REFUSED)) {
+        continue;
+      }
+      String reason = message.substring(message.indexOf(REFUSED) + REFUSED.length()).strip();
+      if (!reason.contains("Traceback (most recent call last)")) {
+        return reason;
+      }
+      String[] lines = reason.split("\n");
       for (int i = lines.length - 1; i >= 0; i--) {
         if (!lines[i].isBlank()) {
           return lines[i].strip();
         }
-      }
-    }
-    return String.valueOf(error.getMessage());
-  }
-
-  private static String traceback(Throwable error) {
-    for (Throwable cause = error; cause != null; cause = cause.getCause()) {
-      String message = cause.getMessage();
-      if (message != null && message.contains("Traceback (most recent call last)")) {
-        return message;
       }
     }
     return null;
