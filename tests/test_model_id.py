@@ -46,6 +46,25 @@ def test_predictions_and_dead_letters_of_the_first_model_carry_its_id(run_pipeli
     assert {(record.stage, record.model_id) for record in out["dead"]} == {("inference", path)}
 
 
+def _refuse_five(result):
+    if result.example == 5.0:
+        raise ValueError("five is refused after inference")
+    return result
+
+
+def test_postprocessing_dead_letters_carry_the_id_of_the_model_that_predicted(run_pipeline, tmp_path):
+    path = write_constant_model(str(tmp_path / "v1.txt"), 1)
+    handler = ConstantModelHandler(path).with_postprocess_fn(_refuse_five)
+
+    def build(p):
+        results, dlq = p | beam.Create([4.0, 5.0, 6.0]) | RunInference(handler).with_exception_handling()
+        return {"results": results, "dead": dlq.failed_postprocessing[0]}
+
+    out = run_pipeline(build)
+    assert sorted(result.example for result in out["results"]) == [4.0, 6.0]
+    assert [(record.stage, record.model_id) for record in out["dead"]] == [("postprocess[0]", path)]
+
+
 def test_dead_letters_of_a_first_model_that_cannot_load_carry_its_id(run_pipeline, tmp_path):
     missing = str(tmp_path / "missing.txt")
 

@@ -41,6 +41,8 @@ __all__ = [
     "PostProcessing",
     "PreProcessing",
     "PredictionResult",
+    "is_prediction",
+    "model_id_of",
 ]
 
 ExampleT = TypeVar("ExampleT")
@@ -61,6 +63,23 @@ class PredictionResult(NamedTuple):
     example: Any
     inference: Any
     model_id: Optional[str] = None
+
+
+_PREDICTION_FIELDS = ("example", "inference", "model_id")
+
+
+def is_prediction(value: Any) -> bool:
+    """Returns True for a PredictionResult: ours, Beam's, or any NamedTuple of its fields."""
+    return isinstance(value, tuple) and getattr(type(value), "_fields", None) == _PREDICTION_FIELDS
+
+
+def model_id_of(value: Any) -> Optional[str]:
+    """Returns the model_id of a prediction or a `(key, prediction)` pair, else None."""
+    if is_prediction(value):
+        return value.model_id
+    if isinstance(value, tuple) and len(value) == 2 and is_prediction(value[1]):
+        return value[1].model_id
+    return None
 
 
 class ModelMetadata(NamedTuple):

@@ -1,4 +1,8 @@
-"""Pre- and post-processing steps: apply a handler's functions, dead-lettering failures."""
+"""Pre- and post-processing steps: apply a handler's functions, dead-lettering failures.
+
+A postprocessing dead letter names the model of the prediction that failed; a
+preprocessing one names none, as no model has seen the element yet.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 import apache_beam as beam
 from apache_beam.pvalue import TaggedOutput
 
+from liveinference.contract import model_id_of
 from liveinference.deadletter import ExceptionTypes, FailureRecord
 
 __all__ = ["ApplyFns"]
@@ -27,7 +32,10 @@ class _ApplyFnsDoFn(beam.DoFn):
                 if self._catch is None or not isinstance(error, self._catch):
                     error.add_note(f"raised by RunInference's {self._stage}[{index}] function {fn!r}")
                     raise
-                yield TaggedOutput(str(index), FailureRecord.of(value, f"{self._stage}[{index}]", error))
+                record = FailureRecord.of(
+                    value, f"{self._stage}[{index}]", error, model_id_of(element)
+                )
+                yield TaggedOutput(str(index), record)
                 return
         yield value
 

@@ -14,11 +14,11 @@ import logging
 import threading
 import time
 from itertools import repeat
-from typing import Any, Callable, List, Optional, Union
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Union
 
 import psutil
 
-from liveinference.contract import ModelHandler, ModelSet
+from liveinference.contract import ModelHandler, ModelSet, is_prediction
 from liveinference.deadletter import FailureRecord
 from liveinference.errors import ModelLoadError
 from liveinference.timeouts import start_in_thread, wait_for
@@ -27,13 +27,16 @@ __all__ = ["LoadReport", "ModelSlot", "ServingModel", "SlotEvent", "resident_byt
 
 _LOG = logging.getLogger(__name__)
 
-_PREDICTION_FIELDS = ("example", "inference", "model_id")
+_new = tuple.__new__
 
 
-def _is_prediction(value: Any) -> bool:
-    """True for our PredictionResult, Beam's, or any (example, inference, model_id) tuple."""
-    return isinstance(value, tuple) and getattr(type(value), "_fields", None) == _PREDICTION_FIELDS
-
+def _prediction_type(values: Sequence[Any]) -> Optional[type]:
+    """The type of `values` if all are PredictionResults of one type, else None."""
+    kinds = set(map(type, values))
+    if len(kinds) != 1:
+        return None
+    kind = kinds.pop()
+    return kind if is_prediction(_new(kind, (None, None, None))) else None
 
 @dataclasses.dataclass(frozen=True)
 class ServingModel:
@@ -51,18 +54,19 @@ class ServingModel:
     handler: ModelHandler
     model_name: str = ""
 
+    def __post_init__(self) -> None:
+        # Checked once here: a Protocol isinstance check is too slow for every element.
+        model_set = self.model if isinstance(self.model, ModelSet) else None
+        object.__setattr__(self, "_model_set", model_set)
+
     def id_for(self, element: Any) -> str:
         """Returns the id of the model that serves `element`.
 
         That is `model_id`, except for a `(key, example)` element of per-key models: then
         the id of its key's model (`model_id` if no model serves that key).
         """
-        model = self.model
-        if isinstance(element, tuple) and len(element) == 2 and isinstance(model, ModelSet):
-            try:
-                return model.model_id_for(element[0])
-            except KeyError:
-                return self.model_id
+        if isinstance(element, tuple) and len(element) == 2:
+            return self._id_of_key(element[0])
         return self.model_id
 
     def stamp(self, results: List[Any]) -> List[Any]:
@@ -72,19 +76,45 @@ class ServingModel:
         PredictionResult)` pair; its model_id is replaced whatever the handler put there.
         Other results pass unchanged.
         """
-        if all(map(_is_prediction, results)):
-            # tuple.__new__ builds each result without a Python-level __new__ per element.
-            kind = type(results[0]) if results else tuple
-            rows = ((example, inference, self.model_id) for example, inference, _ in results)
-            return list(map(tuple.__new__, repeat(kind), rows))
+        if not results:
+            return results
+        # Batches are usually all of one shape: stamp them with C-level map/zip, not per
+        # element in Python; anything else goes element by element.
+        kind = _prediction_type(results)
+        if kind is not None:
+            examples, inferences, _ = zip(*results)
+            return list(map(_new, repeat(kind), zip(examples, inferences, repeat(self.model_id))))
+        if set(map(type, results)) == {tuple} and set(map(len, results)) == {2}:
+            keys, predictions = zip(*results)
+            kind = _prediction_type(predictions)
+            if kind is not None:
+                examples, inferences, _ = zip(*predictions)
+                ids = (
+                    map(self._id_of_key, keys)
+                    if getattr(self, "_model_set") is not None
+                    else repeat(self.model_id)
+                )
+                stamped: Iterator[Any] = map(_new, repeat(kind), zip(examples, inferences, ids))
+                return list(zip(keys, stamped))
         return [self._stamped(result) for result in results]
 
     def _stamped(self, result: Any) -> Any:
-        if _is_prediction(result):
-            return result._replace(model_id=self.model_id)
-        if isinstance(result, tuple) and len(result) == 2 and _is_prediction(result[1]):
-            return (result[0], result[1]._replace(model_id=self.id_for(result)))
+        if is_prediction(result):
+            return _new(type(result), (result[0], result[1], self.model_id))
+        if isinstance(result, tuple) and len(result) == 2 and is_prediction(result[1]):
+            key, prediction = result
+            model_id = self._id_of_key(key)
+            return (key, _new(type(prediction), (prediction[0], prediction[1], model_id)))
         return result
+
+    def _id_of_key(self, key: Any) -> str:
+        model_set: Optional[ModelSet] = getattr(self, "_model_set")
+        if model_set is None:
+            return self.model_id
+        try:
+            return model_set.model_id_for(key)
+        except KeyError:
+            return self.model_id
 
 
 @dataclasses.dataclass(frozen=True)
