@@ -108,7 +108,7 @@ def test_per_key_models_serve_their_keys_within_the_model_bound(tmp_path, datase
     assert models.loads == 3 and models.evictions == 1
     with pytest.raises(KeyError, match="no KeyModelMapping covers key 'z'"):
         keyed.run_inference([("z", x[0])], models)
-    keyed.update_model_paths(models, [KeyModelPathMapping(["d"], handlers[0]._model_uri)])
+    keyed.update_model_paths(models, [KeyModelPathMapping(["d"], handlers[0].get_model_id())])
     assert [r.inference for _, r in keyed.run_inference([("d", x[0])], models)] == [0]
 
 

@@ -165,9 +165,9 @@ def test_failure_record_names_type_message_and_stage():
 
 def test_with_exception_handling_checks_its_arguments(sklearn_model_path):
     transform = RunInference(SklearnModelHandlerNumpy(sklearn_model_path))
-    with pytest.raises(ValueError, match="threshold must be between 0 and 1"):
+    with pytest.raises(ValueError, match="threshold must be .*between 0 and 1"):
         transform.with_exception_handling(threshold=2)
-    with pytest.raises(ValueError, match="timeout must be a positive"):
+    with pytest.raises(ValueError, match="timeout must be .*positive"):
         transform.with_exception_handling(timeout=0)
 
 

@@ -69,7 +69,7 @@ def wait_for(
     if abandon:
         future.cancel()
     raise TimeoutError(
-        f"{what} took longer than the timeout of {timeout}s; raise the timeout given "
+        f"{what} took longer than the timeout of {timeout:g}s; raise the timeout given "
         "to with_exception_handling() or make the step faster"
     )
 
