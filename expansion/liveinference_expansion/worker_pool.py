@@ -125,8 +125,13 @@ class _Servicer(beam_fn_api_pb2_grpc.BeamFnExternalWorkerPoolServicer):
                    "--worker-id", request.worker_id,
                    "--control-endpoint", request.control_endpoint.url]
         _LOGGER.info("Starting worker %s with %s", request.worker_id, command)
-        process = subprocess.Popen(command, env=self._environment, stdin=subprocess.DEVNULL,
-                                   stdout=sys.stderr.fileno(), close_fds=True)
+        try:
+            process = subprocess.Popen(command, env=self._environment, stdin=subprocess.DEVNULL,
+                                       stdout=sys.stderr.fileno(), close_fds=True)
+        except OSError as error:
+            _LOGGER.error("cannot start worker %s: %s", request.worker_id, error)
+            return beam_fn_api_pb2.StartWorkerResponse(
+                error=f"cannot start worker {request.worker_id}: {error}")
         with self._lock:
             self.processes[request.worker_id] = process
         return beam_fn_api_pb2.StartWorkerResponse()
