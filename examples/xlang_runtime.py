@@ -117,9 +117,15 @@ def _popen(command: Sequence[str], log: Path, env: Optional[dict] = None) -> sub
 def start_service(log_dir: Path, *extra: str, port: int = 0) -> Iterator[Running]:
     """Runs `python -m liveinference_expansion serve` on loopback until the block ends.
 
+    Args:
+        log_dir: Where the service's log goes.
+        *extra: More `serve` flags, e.g. `--process-workers` for Beam's Flink job server,
+            which cannot dial the worker pool's Unix socket.
+        port: The expansion port; 0 picks a free one.
+
     Yields:
-        The running service; `.address` is what it printed, `.extra["workers"]` the address
-        of its worker pool.
+        The running service; `.address` is what it printed, `.extra["workers"]` the
+        `unix://` address of its private worker pool (None with `--process-workers`).
     """
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
