@@ -254,6 +254,14 @@ def test_get_artifact_of_a_root_only_file_is_refused(service, attacker, tmp_path
         assert result["code"] == "PERMISSION_DENIED"
         assert (f"refused: file {path!r} is not an artifact this expansion service staged"
                 in result["details"])
+    # A URL artifact would make the service fetch it (server-side request forgery).
+    url = beam_artifact_api_pb2.GetArtifactRequest(artifact=beam_runner_api_pb2.ArtifactInformation(
+        type_urn=common_urns.artifact_types.URL.urn,
+        type_payload=beam_runner_api_pb2.ArtifactUrlPayload(
+            url="http://169.254.169.254/latest/meta-data/").SerializeToString()))
+    result = attacker.send(service.address, GET_ARTIFACT, url.SerializeToString(), stream=True)
+    assert result["code"] == "PERMISSION_DENIED", result
+    assert "an artifact of type 'beam:artifact:type:url:v1' is not an artifact" in result["details"]
 
 
 def test_another_user_cannot_start_a_worker(service, nobody):
