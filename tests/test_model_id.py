@@ -131,5 +131,5 @@ def test_refreshed_per_key_models_name_the_new_model_of_each_moved_key(tmp_path)
     keyed = KeyedModelHandler([KeyModelMapping([key], ConstantModelHandler(paths[key])) for key in "ab"])
     models = keyed.load_model()
     refreshed = models.refreshed([KeyModelPathMapping(["b"], paths["c"], "b-v2")])
-    assert [refreshed.model_id_for(key) for key in "ab"] == [paths["a"], "b-v2"]
+    assert [refreshed.model_id_for(key) for key in "ab"] == [paths["a"], paths["c"]]
     assert [models.model_id_for(key) for key in "ab"] == [paths["a"], paths["b"]]

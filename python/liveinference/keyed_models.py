@@ -56,7 +56,6 @@ class KeyedModels:
         if max_models is not None and max_models < 1:
             raise ValueError(f"max_models_per_worker_hint must be at least 1, got {max_models}")
         self._handlers = [mapping.mh for mapping in mappings]
-        self._ids = [mapping.mh.get_model_id() for mapping in mappings]
         self._index_of_key: Dict[Any, int] = {
             key: index for index, mapping in enumerate(mappings) for key in mapping.keys
         }
@@ -99,12 +98,14 @@ class KeyedModels:
             return model
 
     def model_id_for(self, key: Any) -> str:
-        """Returns the id of the model serving `key`.
+        """Returns the id of the model serving `key`: its handler's `get_model_id()`.
+
+        As in Beam, a `KeyModelPathMapping`'s own model_id labels metrics, not predictions.
 
         Raises:
             UnknownKeyError: if no mapping covers `key`.
         """
-        return self._ids[self._index(key)]
+        return self._handlers[self._index(key)].get_model_id()
 
     def run_inference(
         self, batch: Sequence[Tuple[Any, Any]], inference_args: Optional[Dict[str, Any]]
@@ -140,7 +141,6 @@ class KeyedModels:
         """
         new = copy.copy(self)
         new._handlers = list(self._handlers)
-        new._ids = list(self._ids)
         with self._lock:
             new._loaded = collections.OrderedDict(self._loaded)
         new._lock = threading.Lock()
@@ -149,7 +149,6 @@ class KeyedModels:
                 handler = copy.deepcopy(self._handlers[index])
                 handler.update_model_path(update.update_path)
                 new._handlers[index] = handler
-                new._ids[index] = update.model_id or update.update_path
                 new._loaded.pop(index, None)
                 new._model(index)
         return new
@@ -163,7 +162,6 @@ class KeyedModels:
         for update in model_paths:
             for index in {self._index(key) for key in update.keys}:
                 self._handlers[index].update_model_path(update.update_path)
-                self._ids[index] = update.model_id or update.update_path
                 with self._lock:
                     self._loaded.pop(index, None)
 
