@@ -101,8 +101,8 @@ class KeyModelPathMapping(Generic[KeyT]):
     Attributes:
         keys: The keys whose model is replaced.
         update_path: The path of the new model.
-        model_id: Beam's label for the new model's metrics. Predictions of those keys
-            carry the path (their handler's `get_model_id()`), as in Beam.
+        model_id: Accepted as in Beam (which labels metrics with it); unused here.
+            Predictions of those keys carry the path (their handler's `get_model_id()`).
     """
 
     keys: List[KeyT]
