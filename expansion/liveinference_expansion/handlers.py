@@ -1,9 +1,14 @@
 """Handler names a configured RunInference accepts, and the checking of their arguments.
 
-A handler is named by a short plain string (`sklearn_numpy`, `pytorch_tensor`, ...) and
-configured from plain values: strings, numbers, booleans, lists and dicts. Arguments that
-Python takes as callables (`model_class`, `create_model_fn`, `inference_fn`) are given as
-qualified names from allowed modules; enums (`model_file_type`, `model_type`) by member name.
+This module holds the only list of handler names (`HANDLERS`): the service reports it in its
+refusals, and the Java wrapper has no copy. A handler is named by a short plain string
+(`sklearn_numpy`, `onnx_numpy`, ...) and configured from plain values: strings, numbers,
+booleans, lists and dicts. Arguments that Python takes as callables (`create_model_fn`,
+`inference_fn`, a PyTorch `model_class`) are given as qualified names from allowed modules;
+an XGBoost or Hugging Face `model_class` may also name a class of that framework
+(`xgboost.XGBClassifier`, `transformers.AutoModelForSequenceClassification`); enums
+(`model_file_type`, `model_type`) are given by member name. `build_keyed_handler` builds a
+per-key `KeyedModelHandler` from plain mappings `{keys, handler, handler_args}`.
 """
 
 from __future__ import annotations
@@ -14,26 +19,53 @@ import importlib
 import inspect
 import os
 import typing
-from typing import Any, Dict, Mapping, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from liveinference import KeyedModelHandler, KeyModelMapping
 from liveinference_expansion.policy import Policy
 
-__all__ = ["HANDLERS", "as_plain", "build_handler"]
+__all__ = ["HANDLERS", "as_plain", "build_handler", "build_keyed_handler", "describe_handlers"]
 
-# name -> (module, class); imported only when named, so that the service does not load
-# PyTorch or TensorFlow unless a request asks for them.
+# name -> (module, class), under Beam's module paths; imported only when named, so that the
+# service does not load PyTorch or TensorFlow unless a request asks for them.
 HANDLERS: Dict[str, Tuple[str, str]] = {
-    "sklearn_numpy": ("liveinference.frameworks.sklearn", "SklearnModelHandlerNumpy"),
-    "sklearn_pandas": ("liveinference.frameworks.sklearn", "SklearnModelHandlerPandas"),
-    "pytorch_tensor": ("liveinference.frameworks.pytorch", "PytorchModelHandlerTensor"),
-    "pytorch_keyed_tensor": ("liveinference.frameworks.pytorch", "PytorchModelHandlerKeyedTensor"),
-    "tf_numpy": ("liveinference.frameworks.tensorflow", "TFModelHandlerNumpy"),
-    "tf_tensor": ("liveinference.frameworks.tensorflow", "TFModelHandlerTensor"),
+    "sklearn_numpy": ("liveinference.sklearn_inference", "SklearnModelHandlerNumpy"),
+    "sklearn_pandas": ("liveinference.sklearn_inference", "SklearnModelHandlerPandas"),
+    "pytorch_tensor": ("liveinference.pytorch_inference", "PytorchModelHandlerTensor"),
+    "pytorch_keyed_tensor": ("liveinference.pytorch_inference", "PytorchModelHandlerKeyedTensor"),
+    "tf_numpy": ("liveinference.tensorflow_inference", "TFModelHandlerNumpy"),
+    "tf_tensor": ("liveinference.tensorflow_inference", "TFModelHandlerTensor"),
+    "onnx_numpy": ("liveinference.onnx_inference", "OnnxModelHandlerNumpy"),
+    "xgboost_numpy": ("liveinference.xgboost_inference", "XGBoostModelHandlerNumpy"),
+    "xgboost_pandas": ("liveinference.xgboost_inference", "XGBoostModelHandlerPandas"),
+    "xgboost_scipy": ("liveinference.xgboost_inference", "XGBoostModelHandlerSciPy"),
+    "xgboost_datatable": ("liveinference.xgboost_inference", "XGBoostModelHandlerDatatable"),
+    "huggingface_tensor": ("liveinference.huggingface_inference", "HuggingFaceModelHandlerTensor"),
+    "huggingface_keyed_tensor": (
+        "liveinference.huggingface_inference", "HuggingFaceModelHandlerKeyedTensor"
+    ),
+    "huggingface_pipeline": (
+        "liveinference.huggingface_inference", "HuggingFacePipelineModelHandler"
+    ),
 }
 
+# Handlers (by name prefix) whose `model_class` may name a class of their framework without
+# --allow-module: such a class is only built empty (XGBoost) or by from_pretrained.
+_FRAMEWORK_CLASSES = {"xgboost_": "xgboost", "huggingface_": "transformers"}
+
 # Arguments naming a local model file that must exist when the pipeline is built.
-_MODEL_PATH_ARGS = ("model_uri", "state_dict_path", "torch_script_model_path")
+_MODEL_PATH_ARGS = ("model_uri", "state_dict_path", "torch_script_model_path", "model_state")
 _SCALARS = (str, int, float, bool)
+_MAPPING_FIELDS = ("keys", "handler", "handler_args")
+
+
+def describe_handlers() -> List[str]:
+    """Lists every handler name with the Python class it builds, one line each.
+
+    Returns:
+        Lines such as "onnx_numpy: liveinference.onnx_inference.OnnxModelHandlerNumpy".
+    """
+    return [f"{name}: {module}.{cls}" for name, (module, cls) in sorted(HANDLERS.items())]
 
 
 def _handler_class(name: str) -> type:
@@ -89,7 +121,39 @@ def _type_error(handler: str, name: str, expected: str, value: Any) -> TypeError
     )
 
 
+def _framework_class(handler: str, name: str, value: Any) -> Optional[type]:
+    """The framework class a `model_class` names (`xgboost.XGBClassifier`), or None when
+    `value` names none of the handler's framework, so that the policy decides."""
+    framework = next(
+        (module for prefix, module in _FRAMEWORK_CLASSES.items() if handler.startswith(prefix)),
+        None,
+    )
+    if name != "model_class" or framework is None or not isinstance(value, str):
+        return None
+    module_name, _, attribute = value.strip().rpartition(".")
+    if module_name != framework:
+        return None
+    try:
+        found = getattr(importlib.import_module(framework), attribute, None)
+    except ImportError as error:
+        raise ValueError(
+            f"handler {handler!r} argument 'model_class' {value!r}: cannot import {framework} "
+            f"({error}); install it where the service and the workers run"
+        ) from error
+    if not isinstance(found, type):
+        raise ValueError(
+            f"handler {handler!r} argument 'model_class' {value!r} is not a class of "
+            f"{framework}; name one such as "
+            + ("xgboost.XGBClassifier" if framework == "xgboost"
+               else "transformers.AutoModelForSequenceClassification")
+        )
+    return found
+
+
 def _convert(handler: str, name: str, value: Any, hint: Any, policy: Policy) -> Any:
+    framework_class = _framework_class(handler, name, value)
+    if framework_class is not None:
+        return framework_class
     hint = _unwrap_optional(hint)
     origin = typing.get_origin(hint)
     if hint is bool:
@@ -116,6 +180,8 @@ def _convert(handler: str, name: str, value: Any, hint: Any, policy: Policy) -> 
     ):
         if callable(value) and not isinstance(value, str):
             return value
+        return policy.resolve(value, f"handler {handler!r} argument {name!r}")
+    elif name == "model_class" and isinstance(value, str):
         return policy.resolve(value, f"handler {handler!r} argument {name!r}")
     elif hint is dict or origin in (dict, collections.abc.Mapping):
         value = as_plain(value)
@@ -172,3 +238,77 @@ def build_handler(name: str, args: Mapping[str, Any], policy: Policy) -> Any:
         if isinstance(converted.get(key), str):
             _check_model_path(name, key, converted[key])
     return cls(**converted)
+
+
+def _mapping_list(value: Any) -> List[Any]:
+    """Per-key mappings as a list: Java sends a Row of Rows (one field per mapping, since a
+    Java array holds Rows of one schema only), Python a list."""
+    value = as_plain(value)
+    if isinstance(value, dict):
+        return list(value.values())
+    if isinstance(value, (list, tuple)):
+        return [as_plain(item) for item in value]
+    raise TypeError(
+        "key_models must be a list of mappings {keys, handler, handler_args} (a Row of such "
+        f"Rows from Java), got {type(value).__name__} {value!r}"
+    )
+
+
+def _key_mapping(index: int, mapping: Any, policy: Policy) -> KeyModelMapping:
+    what = f"key_models[{index}]"
+    if not isinstance(mapping, dict):
+        raise TypeError(
+            f"{what} must be a mapping {{keys, handler, handler_args}}, got "
+            f"{type(mapping).__name__} {mapping!r}"
+        )
+    unknown = sorted(set(mapping) - set(_MAPPING_FIELDS))
+    if unknown or "keys" not in mapping or "handler" not in mapping:
+        raise TypeError(
+            f"{what} has fields {sorted(mapping)}; give 'keys' (a list of keys) and 'handler' "
+            "(a handler name), and 'handler_args' if the handler takes any"
+        )
+    keys = mapping["keys"]
+    if (not isinstance(keys, (list, tuple)) or not keys
+            or not all(isinstance(key, (str, int)) and not isinstance(key, bool) for key in keys)):
+        raise TypeError(f"{what}['keys'] must be a non-empty list of strings or integers, "
+                        f"got {keys!r}")
+    try:
+        handler = build_handler(mapping["handler"], mapping.get("handler_args") or {}, policy)
+    except (TypeError, ValueError, FileNotFoundError) as error:
+        raise type(error)(f"{what}: {error}") from error
+    return KeyModelMapping(list(keys), handler)
+
+
+def build_keyed_handler(
+    key_models: Sequence[Any], policy: Policy, max_models_per_worker_hint: Optional[int] = None
+) -> KeyedModelHandler:
+    """Builds a `KeyedModelHandler` that serves a model per key from plain mappings.
+
+    Args:
+        key_models: Mappings `{"keys": [...], "handler": name, "handler_args": {...}}`, in a
+            list (or a Row of Rows from Java); each key appears in one mapping only.
+        policy: Resolves arguments that are callables, given by qualified name.
+        max_models_per_worker_hint: The most per-key models each worker keeps loaded.
+
+    Returns:
+        The keyed handler, taking `(key, example)` pairs.
+
+    Raises:
+        TypeError: for a mapping without keys or handler, keys that are not strings or
+            integers, or a handler argument of the wrong type (the message names the mapping).
+        ValueError: for no mapping, an unknown handler, a key in two mappings, or a hint
+            below 1.
+        FileNotFoundError: for a local model file that does not exist.
+    """
+    mappings = [_key_mapping(index, mapping, policy)
+                for index, mapping in enumerate(_mapping_list(key_models))]
+    if not mappings:
+        raise ValueError("key_models is empty; give at least one {keys, handler} mapping")
+    if max_models_per_worker_hint is not None and (
+        isinstance(max_models_per_worker_hint, bool)
+        or not isinstance(max_models_per_worker_hint, int)
+    ):
+        raise TypeError("max_models_per_worker_hint must be an integer, got "
+                        f"{type(max_models_per_worker_hint).__name__} "
+                        f"{max_models_per_worker_hint!r}")
+    return KeyedModelHandler(mappings, max_models_per_worker_hint=max_models_per_worker_hint)

@@ -3,11 +3,13 @@
 Java (or any SDK) names the example and inference types as plain strings ("int64",
 "double", "string", "array<double>", ...); the predictions become Rows
 (example, inference, model_id) of those types, encoded with Beam's portable RowCoder, and
-dead letters become Rows (element, stage, error) of strings.
+dead letters become Rows (element, stage, error) of strings. A dict or list declared as a
+string (a Hugging Face pipeline's `{"label": ..., "score": ...}`) crosses as JSON.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Callable, List, Optional, Tuple
 
@@ -79,6 +81,21 @@ def prediction_row_type(example_type: Any, inference_type: Any) -> RowTypeConstr
     return RowTypeConstraint.from_fields(fields)
 
 
+def _json_value(value: Any) -> Any:
+    """Makes numpy and tensor values inside a dict or list JSON-serializable."""
+    if hasattr(value, "numpy") and not isinstance(value, numpy.ndarray):
+        value = value.numpy()
+    if isinstance(value, (numpy.ndarray, numpy.generic)):
+        return value.tolist()
+    raise TypeError(f"a {type(value).__name__} cannot be written as JSON")
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, default=_json_value)
+    return str(value)
+
+
 def _converter(field_type: Any, what: str) -> Callable[[Any], Any]:
     """Returns a function converting a framework value (numpy, tensor, ...) to `field_type`."""
     if getattr(field_type, "__origin__", None) is list:
@@ -107,7 +124,7 @@ def _converter(field_type: Any, what: str) -> Callable[[Any], Any]:
         if isinstance(value, numpy.generic):
             value = value.item()
         if python_type is str and not isinstance(value, str):
-            return str(value)
+            return _as_text(value)
         if python_type in (int, float, bool) and isinstance(value, (int, float, bool)):
             return python_type(value)
         if not isinstance(value, python_type):

@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import apache_beam as beam
 
 from liveinference import KeyedModelHandler, RunInference
-from liveinference_expansion.handlers import as_plain, build_handler
+from liveinference_expansion.handlers import as_plain, build_handler, build_keyed_handler
 from liveinference_expansion.policy import Policy, current_policy
 from liveinference_expansion.rows import (
     DEAD_LETTER_TYPE,
@@ -76,8 +76,8 @@ class ConfiguredRunInference(beam.PTransform):
     dead letter (preprocessing, model load, inference, postprocessing) under "dead_letters".
 
     Args:
-        handler: A handler name: "sklearn_numpy", "sklearn_pandas", "pytorch_tensor",
-            "pytorch_keyed_tensor", "tf_numpy", "tf_tensor".
+        handler: A handler name, a key of `handlers.HANDLERS` ("sklearn_numpy",
+            "onnx_numpy", "xgboost_numpy", "huggingface_pipeline", ...); None with `key_models`.
         handler_args: The handler's keyword arguments as plain values (a dict, or a Row from
             Java); callables by qualified name, enums by member name.
         example_type: The type of `example` in the output: "int64", "int32", "double",
@@ -91,6 +91,9 @@ class ConfiguredRunInference(beam.PTransform):
         exception_handling: Dead-letter failing elements instead of failing the pipeline.
         keyed: Input elements are `(key, example)` pairs; functions apply to the example.
         key_type: The type of the keys, with `keyed`.
+        key_models: Instead of `handler`, with `keyed`: a model per key, as mappings
+            `{"keys": [...], "handler": name, "handler_args": {...}}`.
+        max_models_per_worker_hint: With `key_models`, the most models a worker keeps loaded.
         policy: Which functions may be named; defaults to the process's (`set_policy`).
 
     Raises:
@@ -102,7 +105,7 @@ class ConfiguredRunInference(beam.PTransform):
 
     def __init__(
         self,
-        handler: str,
+        handler: Optional[str] = None,
         handler_args: Optional[Mapping[str, Any]] = None,
         *,
         example_type: str = "array<double>",
@@ -114,11 +117,20 @@ class ConfiguredRunInference(beam.PTransform):
         exception_handling: bool = False,
         keyed: bool = False,
         key_type: str = "string",
+        key_models: Optional[Sequence[Any]] = None,
+        max_models_per_worker_hint: Optional[int] = None,
         policy: Optional[Policy] = None,
     ) -> None:
         super().__init__()
         policy = policy or current_policy()
-        _check("handler", handler, str, "a handler name (a string)")
+        if (handler is None) == (key_models is None) or (key_models is not None and not keyed):
+            raise ValueError(
+                "give either handler (a handler name) or, with keyed=True, key_models (a "
+                f"model per key); got handler={handler!r}, key_models={key_models!r}, "
+                f"keyed={keyed!r}"
+            )
+        if handler is not None:
+            _check("handler", handler, str, "a handler name (a string)")
         _check("exception_handling", exception_handling, bool, "a boolean")
         _check("keyed", keyed, bool, "a boolean")
         row_type = prediction_row_type(
@@ -132,9 +144,13 @@ class ConfiguredRunInference(beam.PTransform):
                for index, spec in enumerate(_function_names(preprocess, "preprocess"))]
         post = [policy.resolve(spec, f"postprocess[{index}]")
                 for index, spec in enumerate(_function_names(postprocess, "postprocess"))]
-        model_handler = build_handler(handler, handler_args or {}, policy)
+        if key_models is not None:
+            model_handler = build_keyed_handler(key_models, policy, max_models_per_worker_hint)
+        else:
+            model_handler = build_handler(str(handler), handler_args or {}, policy)
         if keyed:
-            model_handler = KeyedModelHandler(model_handler)
+            if key_models is None:
+                model_handler = KeyedModelHandler(model_handler)
             pre = [_OnValue(fn) for fn in pre]
             post = [_OnValue(fn) for fn in post]
         # Functions added later run first, as in Beam: add them last to first.
@@ -162,6 +178,7 @@ class ConfiguredRunInference(beam.PTransform):
             "interval": interval,
             "exception_handling": exception_handling,
             "keyed": keyed,
+            "key_models": as_plain(key_models),
         }
 
     @staticmethod

@@ -1,13 +1,16 @@
-"""The configured transform with the PyTorch and TensorFlow handlers: callables and model
-classes by qualified name, tensors turned into typed Rows."""
+"""The configured transform with each handler family (PyTorch, TensorFlow, ONNX, XGBoost,
+Hugging Face) and with a model per key: callables and model classes by qualified name,
+framework outputs turned into typed Rows; every model is made by the test."""
 
 from __future__ import annotations
+
+import json
 
 import apache_beam as beam
 import numpy
 import pytest
 
-from conftest import csv
+from conftest import csv, load
 from liveinference_expansion import ConfiguredRunInference, Policy, serving_policy
 
 ALLOWED = Policy(allowed_modules=("liveinference_expansion.functions", "xlang_models"))
@@ -64,3 +67,173 @@ def test_tensorflow_keras_model_scores_as_arrays(run_pipeline, models, tmp_path)
     got = {tuple(row.example): row.inference for row in out["r"]}
     for features, scores in zip(x, expected):
         assert numpy.allclose(got[tuple(features)], scores, atol=1e-5)
+
+
+TABLES = Policy(allowed_modules=("liveinference_expansion.functions", "xlang_tables"))
+
+
+def _labels(x: numpy.ndarray, flip: bool = False) -> numpy.ndarray:
+    labels = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(int)
+    return 1 - labels if flip else labels
+
+
+def write_onnx_classifier(path, x: numpy.ndarray, flip: bool = False):
+    """Trains a LogisticRegression and writes it as ONNX taking float64 rows; returns it."""
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression().fit(x, _labels(x, flip))
+    onnx_model = to_onnx(model, x[:1].astype(numpy.float64), options={"zipmap": False})
+    path.write_bytes(onnx_model.SerializeToString())
+    return model
+
+
+def write_xgboost_classifier(path, x: numpy.ndarray):
+    """Trains a small XGBClassifier (on named columns) and saves it as JSON; returns it."""
+    import pandas
+    import xgboost
+
+    model = xgboost.XGBClassifier(n_estimators=4, max_depth=2)
+    model.fit(pandas.DataFrame(x, columns=["f0", "f1", "f2", "f3"]), _labels(x))
+    model.save_model(path)
+    return model
+
+
+def test_onnx_model_scores_parsed_rows(run_pipeline, models, tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("skl2onnx")
+    x = models["x"][:6]
+    path = tmp_path / "classifier.onnx"
+    model = write_onnx_classifier(path, models["x"])
+    transform = ConfiguredRunInference(
+        "onnx_numpy", {"model_uri": str(path), "providers": ["CPUExecutionProvider"]},
+        preprocess=["liveinference_expansion.functions.parse_csv_floats"],
+        example_type="array<double>", inference_type="int64",
+    )
+    out = run_pipeline(lambda p: {"r": p | beam.Create(csv(x)) | transform})
+    got = {tuple(row.example): (row.inference, row.model_id) for row in out["r"]}
+    assert got == {tuple(float(v) for v in features): (int(label), str(path))
+                   for features, label in zip(x, model.predict(x))}
+
+
+@pytest.mark.parametrize("handler, preprocess", [
+    ("xgboost_numpy", "xlang_tables.to_row_matrix"),
+    ("xgboost_pandas", "xlang_tables.to_frame"),
+    ("xgboost_scipy", "xlang_tables.to_sparse"),
+    ("xgboost_datatable", "xlang_tables.to_datatable"),
+])
+def test_every_xgboost_handler_scores_its_table_kind(run_pipeline, models, tmp_path,
+                                                     handler, preprocess):
+    pytest.importorskip("xgboost")
+    if handler == "xgboost_datatable":
+        pytest.importorskip("datatable")
+    x = models["x"][:6]
+    path = tmp_path / "classifier.json"
+    model = write_xgboost_classifier(path, models["x"])
+    with serving_policy(TABLES):
+        transform = ConfiguredRunInference(
+            handler, {"model_class": "xgboost.XGBClassifier", "model_state": str(path)},
+            preprocess=[preprocess], postprocess=["xlang_tables.example_as_floats"],
+            example_type="array<double>", inference_type="int64",
+        )
+    out = run_pipeline(lambda p: {"r": p | beam.Create(csv(x)) | transform})
+    got = {tuple(row.example): (row.inference, row.model_id) for row in out["r"]}
+    assert got == {tuple(float(v) for v in features): (int(label), str(path))
+                   for features, label in zip(x, model.predict(x))}
+
+
+def write_tiny_text_classifier(directory):
+    """A one-layer BERT text classifier and its word-level tokenizer, saved locally."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+
+    words = ["good", "bad", "movie", "plot", "great", "awful"]
+    vocab = directory / "vocab.txt"
+    directory.mkdir()
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(words) + 5, hidden_size=8, num_hidden_layers=1,
+                        num_attention_heads=1, intermediate_size=8, num_labels=2,
+                        max_position_embeddings=16)
+    BertForSequenceClassification(config).eval().save_pretrained(directory)
+    BertTokenizer(str(vocab)).save_pretrained(directory)
+
+
+def test_huggingface_pipeline_classifies_text_as_json(run_pipeline, tmp_path):
+    pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    model_dir = tmp_path / "tiny-bert"
+    write_tiny_text_classifier(model_dir)
+    texts = ["good movie", "awful plot", "great great plot"]
+    transform = ConfiguredRunInference(
+        "huggingface_pipeline",
+        {"task": "text-classification", "model": str(model_dir), "device": "CPU"},
+        example_type="string", inference_type="string",
+    )
+    out = run_pipeline(lambda p: {"r": p | beam.Create(texts) | transform})
+    reference = transformers.pipeline("text-classification", model=str(model_dir), device="cpu")
+    got = {row.example: json.loads(row.inference) for row in out["r"]}
+    assert set(got) == set(texts)
+    for text, expected in zip(texts, reference(texts)):
+        assert got[text]["label"] == expected["label"]
+        assert got[text]["score"] == pytest.approx(expected["score"], abs=1e-5)
+
+
+def test_huggingface_model_class_is_taken_from_transformers_only(tmp_path):
+    pytest.importorskip("transformers")
+    with pytest.raises(PermissionError, match="'model_class' 'os.getcwd' is not in an allowed"):
+        ConfiguredRunInference(
+            "huggingface_tensor", {"model_uri": str(tmp_path), "model_class": "os.getcwd"},
+        )
+    with pytest.raises(ValueError, match="'transformers.pipeline' is not a class of transformers"):
+        ConfiguredRunInference(
+            "huggingface_tensor",
+            {"model_uri": str(tmp_path), "model_class": "transformers.pipeline"},
+        )
+
+
+def test_a_model_per_key_from_plain_mappings(run_pipeline, models, tmp_path):
+    """Keys "a" and "b" use a scikit-learn model, key "c" the flipped model in ONNX."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("skl2onnx")
+    flipped = tmp_path / "flipped.onnx"
+    onnx_model = write_onnx_classifier(flipped, models["x"], flip=True)
+    transform = ConfiguredRunInference(
+        keyed=True, key_type="string",
+        key_models=[
+            {"keys": ["a", "b"], "handler": "sklearn_numpy",
+             "handler_args": {"model_uri": str(models["v1"])}},
+            {"keys": ["c"], "handler": "onnx_numpy",
+             "handler_args": {"model_uri": str(flipped), "providers": ["CPUExecutionProvider"]}},
+        ],
+        max_models_per_worker_hint=1,
+        preprocess=["liveinference_expansion.functions.parse_csv_floats"],
+        example_type="array<double>", inference_type="int64",
+    )
+    x = models["x"][:6]
+    keys = ["a", "b", "c", "c", "a", "c"]
+    out = run_pipeline(lambda p: {"r": p | beam.Create(list(zip(keys, csv(x)))) | transform})
+    sklearn_model = load(models["v1"])
+    expected = {
+        (key, tuple(float(v) for v in row)): (
+            int((onnx_model if key == "c" else sklearn_model).predict(row[None])[0]),
+            str(flipped if key == "c" else models["v1"]),
+        )
+        for key, row in zip(keys, x)
+    }
+    got = {(key, tuple(row.example)): (row.inference, row.model_id) for key, row in out["r"]}
+    assert got == expected
+
+
+def test_per_key_mapping_errors_name_the_mapping(models):
+    with pytest.raises(ValueError, match=r"key_models\[1\]: unknown handler 'no_such'.*onnx_numpy"):
+        ConfiguredRunInference(
+            keyed=True,
+            key_models=[{"keys": ["a"], "handler": "sklearn_numpy",
+                         "handler_args": {"model_uri": str(models["v1"])}},
+                        {"keys": ["b"], "handler": "no_such"}],
+        )
+    with pytest.raises(ValueError, match="with keyed=True, key_models"):
+        ConfiguredRunInference(key_models=[{"keys": ["a"], "handler": "sklearn_numpy"}])
+    with pytest.raises(TypeError, match=r"key_models\[0\]\['keys'\] must be a non-empty list"):
+        ConfiguredRunInference(keyed=True, key_models=[{"keys": [], "handler": "sklearn_numpy"}])
