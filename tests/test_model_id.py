@@ -10,11 +10,20 @@ from __future__ import annotations
 import uuid
 
 import apache_beam as beam
+from apache_beam.ml.inference.base import PredictionResult as BeamPredictionResult
 from apache_beam.pvalue import TaggedOutput
 
-from liveinference import KeyedModelHandler, KeyModelMapping, KeyModelPathMapping, RunInference
+from liveinference import (
+    KeyedModelHandler,
+    KeyModelMapping,
+    KeyModelPathMapping,
+    ModelHandler,
+    PredictionResult,
+    RunInference,
+)
 from liveinference.dofn import FAILED, InferenceDoFn
 from liveinference.refresh.config import RefreshConfig
+from liveinference.refresh.slot import ServingModel
 from liveinference.testing import (
     ConstantModelHandler,
     FaultOnMark,
@@ -133,3 +142,13 @@ def test_refreshed_per_key_models_name_the_new_model_of_each_moved_key(tmp_path)
     refreshed = models.refreshed([KeyModelPathMapping(["b"], paths["c"], "b-v2")])
     assert [refreshed.model_id_for(key) for key in "ab"] == [paths["a"], paths["c"]]
     assert [models.model_id_for(key) for key in "ab"] == [paths["a"], paths["b"]]
+
+
+def test_stamping_replaces_any_handler_id_keeps_keys_and_passes_other_results():
+    serving = ServingModel("m2", object(), ModelHandler())
+    ours, beams = PredictionResult(1, 10, "stale"), BeamPredictionResult(2, 20)
+    assert serving.stamp([ours, beams]) == [PredictionResult(1, 10, "m2"), BeamPredictionResult(2, 20, "m2")]
+    assert type(serving.stamp([beams])[0]) is BeamPredictionResult
+    assert serving.stamp([("k", ours), ("j", beams)]) == [("k", (1, 10, "m2")), ("j", (2, 20, "m2"))]
+    assert serving.stamp([{"label": 1}, ("k", 3)]) == [{"label": 1}, ("k", 3)]
+    assert serving.stamp([]) == []

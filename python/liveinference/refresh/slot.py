@@ -33,10 +33,10 @@ _new = tuple.__new__
 def _prediction_type(values: Sequence[Any]) -> Optional[type]:
     """The type of `values` if all are PredictionResults of one type, else None."""
     kinds = set(map(type, values))
-    if len(kinds) != 1:
+    if len(kinds) != 1 or not is_prediction(values[0]):
         return None
-    kind = kinds.pop()
-    return kind if is_prediction(_new(kind, (None, None, None))) else None
+    return kinds.pop()
+
 
 @dataclasses.dataclass(frozen=True)
 class ServingModel:
