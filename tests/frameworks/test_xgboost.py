@@ -129,7 +129,7 @@ def _check_branches(run_pipeline, branches, tables, classifier):
         assert sorted(got) == list(range(len(tables))), name
         for index, want in enumerate(expected):
             numpy.testing.assert_allclose(got[index].inference, want, rtol=1e-6, err_msg=name)
-        assert {r.model_id for r in got.values()} == {branches[name][0]._model_state}
+        assert {r.model_id for r in got.values()} == {branches[name][0].get_model_id()}
 
 
 def test_inference_args_go_to_predict(state_files, classifier, dataset):
@@ -148,7 +148,8 @@ def test_update_model_path_loads_the_new_file_next(tmp_path, state_files, datase
     before = handler.run_inference([x[:10]], handler.load_model())[0].inference
     handler.update_model_path(str(flipped))
     after = handler.run_inference([x[:10]], handler.load_model())[0]
-    assert list(after.inference) == list(1 - before) and after.model_id == str(flipped)
+    assert list(after.inference) == list(1 - before) and after.model_id is None
+    assert handler.get_model_id() == str(flipped)
 
 
 def test_model_file_of_another_framework_is_named_and_explained(tmp_path, dataset):

@@ -10,9 +10,9 @@ transformers fetch it, pass `local_files_only=False` in `load_model_args` or
 TensorFlow models (`framework='tf'`, or tf.Tensor examples) need TensorFlow, imported only
 then; transformers 5 ships PyTorch models only.
 
-This module is about 600 lines, over the style guide's 400: Beam's API puts three handlers
-with their full, documented constructors, their default inference functions and the task
-enum in one module, and a framework lives in one module.
+This module holds how to load and call Hugging Face models and pipelines; stacking, device
+placement and everything else a handler does come from `base.FrameworkHandler` and
+`batches`.
 """
 
 from __future__ import annotations
@@ -20,15 +20,15 @@ from __future__ import annotations
 import enum
 import logging
 import os
-import sys
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
 
 import torch
 
 from liveinference.contract import PredictionResult
 from liveinference.errors import InvalidExampleError, ModelLoadError
-from liveinference.frameworks.options import HandlerOptions, OptionsHandler
-from liveinference.results import to_prediction_results
+from liveinference.frameworks.base import FrameworkHandler
+from liveinference.frameworks.batches import call_model, check_device, device_of, first_line, place
+from liveinference.frameworks.batches import stack, stack_by_key, to_device, to_prediction_results
 
 __all__ = [
     "HuggingFaceModelHandlerKeyedTensor",
@@ -89,11 +89,6 @@ class PipelineTask(str, enum.Enum):
     Translation_XX_to_YY = "translation_XX_to_YY"
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 def _check_model_directory(uri: str) -> None:
     """Raises ModelLoadError if the local directory `uri` holds no model (hub names pass)."""
     if not os.path.isdir(uri):
@@ -108,7 +103,7 @@ def _check_model_directory(uri: str) -> None:
 
 
 def _load_failure(uri: str, what: str, error: BaseException, local_only: bool) -> ModelLoadError:
-    cause = f"{type(error).__name__}: {_first_line(error)}"
+    cause = f"{type(error).__name__}: {first_line(error)}"
     if os.path.isdir(uri):
         return ModelLoadError(
             f"cannot load {uri!r} {what} ({cause}); check that save_pretrained wrote the "
@@ -122,187 +117,63 @@ def _load_failure(uri: str, what: str, error: BaseException, local_only: bool) -
     )
 
 
-def _check_device(device: str) -> str:
-    if not isinstance(device, str) or device.upper() not in ("CPU", "GPU"):
-        raise ValueError(f"device must be 'CPU' or 'GPU', got {device!r}")
-    return device.upper()
+_PAD_HINT = "pad them to one length, e.g. tokenizer(..., padding='max_length', max_length=N)"
 
 
-def _place(model: Any, device: str, uri: str) -> Any:
-    """Readies a PyTorch model for inference on `device`; the CPU if no GPU is available."""
-    if not isinstance(model, torch.nn.Module):
-        return model
-    model.requires_grad_(False)
-    model.eval()
-    if device == "GPU" and torch.cuda.is_available():
-        model.to(torch.device("cuda"))
-    elif device == "GPU":
-        _LOG.warning("model %s asked for device='GPU', but CUDA is not available; using CPU", uri)
-    return model
-
-
-def _model_device(model: Any) -> torch.device:
-    first = next(iter(model.parameters()), None) if isinstance(model, torch.nn.Module) else None
-    return torch.device("cpu") if first is None else first.device
-
-
-def _is_tf(example: Any) -> bool:
-    return type(example).__module__.startswith("tensorflow")
-
-
-def _stack(tensors: Sequence[Any], what: str) -> Any:
-    """Stacks torch or tf tensors into one batch; explains why when they cannot be."""
-    if all(isinstance(t, torch.Tensor) for t in tensors):
-        shapes = sorted({tuple(t.shape) for t in tensors})
-        if len(shapes) == 1:
-            return torch.stack(list(tensors))
-    elif all(_is_tf(t) for t in tensors):
-        import tensorflow as tf
-
-        shapes = sorted({tuple(t.shape) for t in tensors})
-        if len(shapes) == 1:
-            return tf.stack(list(tensors), axis=0)
-    else:
-        kinds = sorted({type(t).__name__ for t in tensors})
-        raise InvalidExampleError(
-            f"{what} must be torch.Tensor or tf.Tensor, got {kinds}; convert them first, "
-            "e.g. with torch.as_tensor, or tokenize text with return_tensors='pt'"
-        )
-    raise InvalidExampleError(
-        f"{what} must all have one shape to be stacked into a batch; this batch has shapes "
-        f"{shapes}; pad them to one length, e.g. tokenizer(..., padding='max_length', "
-        "max_length=N)"
-    )
-
-
-def _call_model(call: Callable[[], Any], shapes: Any) -> Any:
-    try:
-        return call()
-    except torch.cuda.OutOfMemoryError:
-        raise
-    except (RuntimeError, IndexError, ValueError, TypeError) as error:
-        raise InvalidExampleError(
-            f"the model cannot take examples of shape {shapes}: {_first_line(error)}; check "
-            "them against what the model was built for (vocabulary size, sequence length)"
-        ) from error
-
-
-def _infer_tensors(
-    batch: Sequence[Any], model: Any, inference_args: Dict[str, Any], model_id: Optional[str]
+def _run_model(
+    keyed: bool, batch: Sequence[Any], model: Any, inference_args: Dict[str, Any]
 ) -> List[PredictionResult]:
-    stacked = _stack(batch, "examples")
+    """Stacks the batch (per key when `keyed`), moves it to the model and calls the model."""
+    stacked = (stack_by_key if keyed else stack)(batch, "tensors", hint=_PAD_HINT)
     with torch.no_grad():
-        if isinstance(stacked, torch.Tensor):
-            stacked = stacked.to(_model_device(model))
-        outputs = _call_model(lambda: model(stacked, **inference_args), tuple(stacked.shape[1:]))
-    return to_prediction_results(batch, outputs, model_id)
-
-
-def _infer_keyed(
-    batch: Sequence[Dict[str, Any]],
-    model: Any,
-    inference_args: Dict[str, Any],
-    model_id: Optional[str],
-) -> List[PredictionResult]:
-    if not all(isinstance(example, dict) for example in batch):
-        kinds = sorted({type(example).__name__ for example in batch})
-        raise InvalidExampleError(
-            f"examples must be dicts of input name to tensor, got {kinds}; use "
-            "HuggingFaceModelHandlerTensor for plain tensors"
+        outputs = call_model(
+            (lambda inputs: model(**inputs, **inference_args)) if keyed
+            else (lambda inputs: model(inputs, **inference_args)),
+            to_device(stacked, device_of(model, torch.device("cpu"))),
+            (RuntimeError, IndexError, ValueError, TypeError),
+            "check them against what the model was built for (vocabulary size, sequence length)",
         )
-    keys = sorted({key for example in batch for key in example})
-    partial = [key for key in keys if any(key not in example for example in batch)]
-    if partial:
-        raise InvalidExampleError(
-            f"examples must all have the same keys; keys {partial} are missing from some "
-            f"of the {len(batch)} examples of this batch"
-        )
-    stacked = {
-        key: _stack([example[key] for example in batch], f"tensors under {key!r}") for key in keys
-    }
-    device = _model_device(model)
-    with torch.no_grad():
-        stacked = {
-            key: value.to(device) if isinstance(value, torch.Tensor) else value
-            for key, value in stacked.items()
-        }
-        shapes = {key: tuple(value.shape[1:]) for key, value in stacked.items()}
-        outputs = _call_model(lambda: model(**stacked, **inference_args), shapes)
-    return to_prediction_results(batch, outputs, model_id)
+    return to_prediction_results(batch, outputs)
 
 
-def _tensor_bytes(tensor: Any) -> int:
-    if isinstance(tensor, torch.Tensor):
-        return tensor.element_size() * tensor.nelement()
-    return sys.getsizeof(tensor)
+class _PretrainedHandler(FrameworkHandler):
+    """How the tensor and keyed-tensor handlers load a model and call `inference_fn`."""
 
+    returns_results = True
+    _keyed: bool
 
-class _PretrainedHandler(OptionsHandler):
-    """What the tensor and keyed-tensor handlers share: loading, device and options."""
-
-    def __init__(
-        self,
-        model_uri: str,
-        model_class: Any,
-        device: str,
-        inference_fn: Optional[Callable[..., Iterable[PredictionResult]]],
-        load_model_args: _Args,
-        options: HandlerOptions,
-    ) -> None:
-        super().__init__()
-        name = type(self).__name__
+    def _accept(self, arguments: Dict[str, Any]) -> str:
+        model_uri, model_class = arguments["model_uri"], arguments["model_class"]
         if not model_uri or model_class is None:
             raise ValueError(
-                f"{name} needs both model_uri (a directory written by save_pretrained) and "
-                f"model_class (e.g. transformers.AutoModel); got model_uri={model_uri!r}, "
-                f"model_class={model_class!r}"
+                f"{type(self).__name__} needs both model_uri (a directory written by "
+                "save_pretrained) and model_class (e.g. transformers.AutoModel); got "
+                f"model_uri={model_uri!r}, model_class={model_class!r}"
             )
-        self._model_uri = model_uri
+        if arguments.get("framework", "pt") not in ("pt", "tf"):
+            raise ValueError(
+                "framework must be 'pt' (PyTorch) or 'tf' (TensorFlow), got "
+                f"{arguments['framework']!r}"
+            )
         self._model_class = model_class
-        self._device = _check_device(device)
-        self._inference_fn = inference_fn
-        self._load_model_args = {"local_files_only": True, **(load_model_args or {})}
-        self._configure(options)
+        self._device = check_device(arguments["device"])
+        self._load_model_args = {"local_files_only": True, **(arguments["load_model_args"] or {})}
+        return model_uri
 
-    def load_model(self) -> Any:
-        """Loads `model_class.from_pretrained(model_uri)` for inference on the device.
-
-        Raises:
-            ModelLoadError: if `model_uri` is a directory without a model (a tokenizer
-                alone, say), or not a local directory and not in the local cache.
-        """
-        uri = self._model_uri
-        _check_model_directory(uri)
+    def _load(self, path: str) -> Any:
+        _check_model_directory(path)
         name = getattr(self._model_class, "__name__", repr(self._model_class))
         try:
-            model = self._model_class.from_pretrained(uri, **self._load_model_args)
+            model = self._model_class.from_pretrained(path, **self._load_model_args)
         except Exception as error:
             local_only = bool(self._load_model_args.get("local_files_only"))
-            raise _load_failure(uri, f"with {name}.from_pretrained", error, local_only) from error
-        return _place(model, self._device, uri)
+            raise _load_failure(path, f"with {name}.from_pretrained", error, local_only) from error
+        return place(model, self._device, path)
 
-    def _run(
-        self,
-        default: Callable[..., List[PredictionResult]],
-        batch: Sequence[Any],
-        model: Any,
-        inference_args: _Args,
-    ) -> Iterable[PredictionResult]:
-        if self._inference_fn is not None:
-            return self._inference_fn(
-                batch, model, self._device, inference_args or {}, self._model_uri
-            )
-        try:
-            return default(batch, model, inference_args or {}, self._model_uri)
-        except InvalidExampleError as error:
-            raise InvalidExampleError(f"model {self._model_uri!r}: {error}") from error
-
-    def update_model_path(self, model_path: Optional[str] = None) -> None:
-        """Points the handler at a new model directory; the next `load_model` reads it."""
-        self._model_uri = model_path or self._model_uri
-
-    def validate_inference_args(self, inference_args: _Args) -> None:
-        """Accepts any `inference_args`: they go to the model's call as keywords."""
+    def _infer(self, batch: Sequence[Any], model: Any, inference_args: Dict[str, Any]) -> Any:
+        if self._inference_fn is None:
+            return _run_model(self._keyed, batch, model, inference_args)
+        return self._inference_fn(batch, model, self._device, inference_args, None)
 
 
 class HuggingFaceModelHandlerTensor(_PretrainedHandler):
@@ -316,17 +187,17 @@ class HuggingFaceModelHandlerTensor(_PretrainedHandler):
         inference_fn: `fn(batch, model, device, inference_args, model_id)` returning
             PredictionResults; by default the batch is stacked and passed to the model.
         load_model_args: Keyword arguments for `from_pretrained`.
-        min_batch_size: The smallest batch `BatchElements` makes.
-        max_batch_size: The largest batch `BatchElements` makes.
-        max_batch_duration_secs: The longest a batch waits to fill, in streaming.
-        large_model: Keep one copy of the model per machine instead of per process.
-        model_copies: The number of copies to keep per machine (implies sharing).
-        **kwargs: `env_vars`, a dict of environment variables set before loading.
+        min_batch_size, max_batch_size, max_batch_duration_secs, large_model, model_copies,
+            **kwargs: Batching, sharing and `env_vars`, as every framework handler
+            takes them (see `base.HandlerOptions`).
 
     Raises:
         ValueError: if `model_uri` or `model_class` is missing, or for another device.
         TypeError: for an unknown keyword argument.
     """
+
+    metrics_namespace = "BeamML_HuggingFaceModelHandler_Tensor"
+    _keyed = False
 
     def __init__(
         self,
@@ -343,30 +214,7 @@ class HuggingFaceModelHandlerTensor(_PretrainedHandler):
         model_copies: Optional[int] = None,
         **kwargs: Any,
     ) -> None:
-        options = HandlerOptions.of(
-            min_batch_size, max_batch_size, max_batch_duration_secs, large_model, model_copies,
-            kwargs,
-        )
-        super().__init__(model_uri, model_class, device, inference_fn, load_model_args, options)
-
-    def run_inference(
-        self, batch: Sequence[Any], model: Any, inference_args: _Args = None
-    ) -> Iterable[PredictionResult]:
-        """Stacks the tensors and calls the model on them; one result per example.
-
-        Raises:
-            InvalidExampleError: naming the model, if the examples are not tensors, differ
-                in shape, or the model rejects them.
-        """
-        return self._run(_infer_tensors, batch, model, inference_args)
-
-    def get_num_bytes(self, batch: Sequence[Any]) -> int:
-        """Returns the summed size of the tensors in bytes."""
-        return sum(_tensor_bytes(tensor) for tensor in batch)
-
-    def get_metrics_namespace(self) -> str:
-        """Returns Beam's namespace for this handler."""
-        return "BeamML_HuggingFaceModelHandler_Tensor"
+        super().__init__(locals())
 
 
 class HuggingFaceModelHandlerKeyedTensor(_PretrainedHandler):
@@ -379,6 +227,9 @@ class HuggingFaceModelHandlerKeyedTensor(_PretrainedHandler):
     Raises:
         ValueError: also for a framework other than 'pt' or 'tf'.
     """
+
+    metrics_namespace = "BeamML_HuggingFaceModelHandler_KeyedTensor"
+    _keyed = True
 
     def __init__(
         self,
@@ -396,35 +247,7 @@ class HuggingFaceModelHandlerKeyedTensor(_PretrainedHandler):
         model_copies: Optional[int] = None,
         **kwargs: Any,
     ) -> None:
-        if framework not in ("pt", "tf"):
-            raise ValueError(
-                f"framework must be 'pt' (PyTorch) or 'tf' (TensorFlow), got {framework!r}"
-            )
-        options = HandlerOptions.of(
-            min_batch_size, max_batch_size, max_batch_duration_secs, large_model, model_copies,
-            kwargs,
-        )
-        super().__init__(model_uri, model_class, device, inference_fn, load_model_args, options)
-        self._framework = framework
-
-    def run_inference(
-        self, batch: Sequence[Dict[str, Any]], model: Any, inference_args: _Args = None
-    ) -> Iterable[PredictionResult]:
-        """Stacks each key's tensors and calls the model with them; one result per example.
-
-        Raises:
-            InvalidExampleError: naming the model, if an example is not a dict, the
-                examples differ in keys or shapes, or the model rejects them.
-        """
-        return self._run(_infer_keyed, batch, model, inference_args)
-
-    def get_num_bytes(self, batch: Sequence[Dict[str, Any]]) -> int:
-        """Returns the summed size of all the examples' tensors in bytes."""
-        return sum(_tensor_bytes(tensor) for example in batch for tensor in example.values())
-
-    def get_metrics_namespace(self) -> str:
-        """Returns Beam's namespace for this handler."""
-        return "BeamML_HuggingFaceModelHandler_KeyedTensor"
+        super().__init__(locals())
 
 
 def _default_pipeline_inference_fn(
@@ -433,7 +256,7 @@ def _default_pipeline_inference_fn(
     return pipeline(list(batch), **inference_args)
 
 
-class HuggingFacePipelineModelHandler(OptionsHandler):
+class HuggingFacePipelineModelHandler(FrameworkHandler):
     """Runs a Hugging Face pipeline (task, model and tokenizer) on its inputs, e.g. text.
 
     Args:
@@ -445,18 +268,17 @@ class HuggingFacePipelineModelHandler(OptionsHandler):
         inference_fn: `fn(batch, pipeline, inference_args)` returning one prediction per
             example; by default the pipeline is called on the batch.
         load_pipeline_args: Keyword arguments for `transformers.pipeline`.
-        min_batch_size: The smallest batch `BatchElements` makes.
-        max_batch_size: The largest batch `BatchElements` makes.
-        max_batch_duration_secs: The longest a batch waits to fill, in streaming.
-        large_model: Keep one copy of the model per machine instead of per process.
-        model_copies: The number of copies to keep per machine (implies sharing).
-        **kwargs: `env_vars`, a dict of environment variables set before loading.
+        min_batch_size, max_batch_size, max_batch_duration_secs, large_model, model_copies,
+            **kwargs: Batching, sharing and `env_vars`, as every framework handler
+            takes them (see `base.HandlerOptions`).
 
     Raises:
         ValueError: if neither task nor model is given, for a device other than 'CPU' or
             'GPU', or for a device given both here and in `load_pipeline_args`.
         TypeError: for an unknown keyword argument.
     """
+
+    metrics_namespace = "BeamML_HuggingFacePipelineModelHandler"
 
     def __init__(
         self,
@@ -473,28 +295,28 @@ class HuggingFacePipelineModelHandler(OptionsHandler):
         model_copies: Optional[int] = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__()
+        super().__init__(locals())
+
+    def _accept(self, arguments: Dict[str, Any]) -> str:
+        task, model, device = arguments["task"], arguments["model"], arguments["device"]
         if not task and not model:
             raise ValueError(
                 "HuggingFacePipelineModelHandler needs a task or a model (a directory written "
                 "by save_pretrained); give model, and task unless the model's config names it"
             )
-        self._configure(HandlerOptions.of(
-            min_batch_size, max_batch_size, max_batch_duration_secs, large_model, model_copies,
-            kwargs,
-        ))
         self._task = task.value if isinstance(task, PipelineTask) else task
-        self._model = model
-        self._inference_fn = inference_fn
-        self._load_pipeline_args = {"local_files_only": True, **(load_pipeline_args or {})}
+        self._load_pipeline_args = {
+            "local_files_only": True, **(arguments["load_pipeline_args"] or {})
+        }
         if device is not None and "device" in self._load_pipeline_args:
             raise ValueError(
                 f"device {device!r} is given both as an argument and in load_pipeline_args "
                 f"({self._load_pipeline_args['device']!r}); give it once"
             )
-        self._device = _check_device(device) if device is not None else None
+        self._device = check_device(device) if device is not None else None
+        return model
 
-    def _pipeline_device(self) -> Dict[str, Any]:
+    def _pipeline_device(self, model: str) -> Dict[str, Any]:
         if "device" in self._load_pipeline_args or "device_map" in self._load_pipeline_args:
             return {}
         if self._device != "CPU" and torch.cuda.is_available():
@@ -502,73 +324,44 @@ class HuggingFacePipelineModelHandler(OptionsHandler):
         if self._device == "GPU":
             _LOG.warning(
                 "pipeline %s asked for device='GPU', but CUDA is not available; using CPU",
-                self._model,
+                model,
             )
         return {"device": "cpu"}
 
-    def load_model(self) -> Any:
-        """Builds the pipeline from the model directory.
-
-        Raises:
-            ModelLoadError: if the directory holds no model, or a model without the
-                tokenizer or processor its inputs need, or `model` is not a local
-                directory and not in the local cache (nothing is downloaded).
-        """
+    def _load(self, path: str) -> Any:
         from transformers import pipeline
 
-        model, args = self._model, self._load_pipeline_args
-        if model and os.path.isdir(model):
-            _check_model_directory(model)
+        args = self._load_pipeline_args
+        if path and os.path.isdir(path):
+            _check_model_directory(path)
             given = {"tokenizer", "feature_extractor", "image_processor", "processor"} & set(args)
-            if not given and not _TOKENIZER_FILES & set(os.listdir(model)):
+            if not given and not _TOKENIZER_FILES & set(os.listdir(path)):
                 raise ModelLoadError(
-                    f"directory {model!r} holds a model but no tokenizer or processor, so the "
+                    f"directory {path!r} holds a model but no tokenizer or processor, so the "
                     "pipeline could not read its inputs; save one there with "
-                    f"tokenizer.save_pretrained({model!r})"
+                    f"tokenizer.save_pretrained({path!r})"
                 )
         options: Dict[str, Any] = {
-            "task": self._task or None, "model": model or None, **self._pipeline_device(), **args
+            "task": self._task or None, "model": path or None, **self._pipeline_device(path),
+            **args,
         }
         try:
             return pipeline(**options)
         except Exception as error:
-            if not model:
+            if not path:
                 raise ModelLoadError(
                     f"no model was given for task {self._task!r}, and its default model is not "
-                    f"in the local cache ({_first_line(error)}); {_SAVE_HINT} as model"
+                    f"in the local cache ({first_line(error)}); {_SAVE_HINT} as model"
                 ) from error
             what = f"as a {self._task or 'Hugging Face'} pipeline"
-            raise _load_failure(model, what, error, bool(args.get("local_files_only"))) from error
+            raise _load_failure(path, what, error, bool(args.get("local_files_only"))) from error
 
-    def run_inference(
-        self, batch: Sequence[Any], model: Any, inference_args: _Args = None
-    ) -> Iterable[PredictionResult]:
-        """Runs the pipeline on the batch; one PredictionResult per example.
-
-        Raises:
-            InvalidExampleError: naming the model, if the pipeline rejects the examples.
-        """
+    def _infer(self, batch: Sequence[Any], model: Any, inference_args: Dict[str, Any]) -> Any:
         try:
-            predictions = self._inference_fn(batch, model, inference_args or {})
+            return self._inference_fn(batch, model, inference_args)
         except (ValueError, TypeError, KeyError) as error:
             kinds = sorted({type(example).__name__ for example in batch})
             raise InvalidExampleError(
-                f"pipeline {self._task or ''} {self._model!r} cannot take examples of types "
-                f"{kinds}: {_first_line(error)}"
+                f"the {self._task or ''} pipeline cannot take examples of types {kinds}: "
+                f"{first_line(error)}"
             ) from error
-        return to_prediction_results(batch, predictions, self._model or None)
-
-    def update_model_path(self, model_path: Optional[str] = None) -> None:
-        """Points the pipeline at a new model directory for the same task."""
-        self._model = model_path or self._model
-
-    def validate_inference_args(self, inference_args: _Args) -> None:
-        """Accepts any `inference_args`: they go to the pipeline's call as keywords."""
-
-    def get_num_bytes(self, batch: Sequence[Any]) -> int:
-        """Returns the summed in-memory size of the examples."""
-        return sum(sys.getsizeof(example) for example in batch)
-
-    def get_metrics_namespace(self) -> str:
-        """Returns Beam's namespace for this handler."""
-        return "BeamML_HuggingFacePipelineModelHandler"

@@ -9,17 +9,16 @@ Only onnxruntime is needed to serve it; the `onnx` package is not.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
-from liveinference.contract import PredictionResult
 from liveinference.errors import InvalidExampleError, ModelLoadError
-from liveinference.frameworks.files import open_model_file
-from liveinference.frameworks.options import HandlerOptions, OptionsHandler
-from liveinference.results import to_prediction_results
+from liveinference.frameworks.base import FrameworkHandler
+from liveinference.frameworks.batches import stack
+from liveinference.frameworks.loading import load_step, open_model_file
 
 __all__ = ["NumpyInferenceFn", "OnnxModelHandlerNumpy", "default_numpy_inference_fn"]
 
@@ -58,17 +57,6 @@ def _default_providers() -> List[str]:
 def _describe(node: Any) -> str:
     """Describes a session input, e.g. "input 'X' of type tensor(float) and shape [None, 4]"."""
     return f"input {node.name!r} of type {node.type} and shape {node.shape}"
-
-
-def _stack(batch: Sequence[numpy.ndarray]) -> numpy.ndarray:
-    try:
-        return numpy.stack(batch, axis=0)
-    except ValueError as error:
-        shapes = sorted({numpy.shape(example) for example in batch})
-        raise InvalidExampleError(
-            f"examples must all have one shape to be stacked into a batch; this batch has "
-            f"shapes {shapes}"
-        ) from error
 
 
 def _check_fits(node: Any, stacked: numpy.ndarray) -> None:
@@ -117,7 +105,7 @@ def default_numpy_inference_fn(
             not fit the model's first input.
     """
     node = inference_session.get_inputs()[0]
-    stacked = _stack(batch)
+    stacked = stack(batch)
     _check_fits(node, stacked)
     feeds = {node.name: stacked, **(inference_args or {})}
     try:
@@ -139,6 +127,7 @@ def _read_model(model_uri: str) -> Any:
 
 
 def _not_onnx_hint(model_uri: str) -> str:
+    """Says what the file looks like when its first bytes are another known format's."""
     try:
         with open_model_file(model_uri) as file:
             head = file.read(4)
@@ -146,11 +135,11 @@ def _not_onnx_hint(model_uri: str) -> str:
         return ""
     for magic, what in _OTHER_FORMATS:
         if head.startswith(magic):
-            return f"; the file looks like {what}, which must be converted to ONNX first"
+            return f"the file looks like {what}, which must be converted to ONNX first; "
     return ""
 
 
-class OnnxModelHandlerNumpy(OptionsHandler):
+class OnnxModelHandlerNumpy(FrameworkHandler):
     """Runs an ONNX model with onnxruntime on numpy arrays, one array per example.
 
     Args:
@@ -162,17 +151,16 @@ class OnnxModelHandlerNumpy(OptionsHandler):
         inference_fn: `fn(session, batch, inference_args)` returning one prediction per
             example; by default the batch is stacked into the model's first input and
             the first output is returned.
-        large_model: Keep one copy of the model per machine instead of per process.
-        model_copies: The number of copies to keep per machine (implies sharing).
-        min_batch_size: The smallest batch `BatchElements` makes.
-        max_batch_size: The largest batch `BatchElements` makes.
-        max_batch_duration_secs: The longest a batch waits to fill, in streaming.
-        **kwargs: `env_vars`, a dict of environment variables set before loading.
+        min_batch_size, max_batch_size, max_batch_duration_secs, large_model, model_copies,
+            **kwargs: Batching, sharing and `env_vars`, as every framework handler
+            takes them (see `base.HandlerOptions`).
 
     Raises:
         TypeError: for an unknown keyword argument.
         ValueError: for batch sizes that are not positive or `model_copies` below 1.
     """
+
+    metrics_namespace = "BeamML_Onnx"
 
     def __init__(
         self,
@@ -189,75 +177,29 @@ class OnnxModelHandlerNumpy(OptionsHandler):
         max_batch_duration_secs: Optional[int] = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__()
-        self._configure(HandlerOptions.of(
-            min_batch_size, max_batch_size, max_batch_duration_secs, large_model, model_copies,
-            kwargs,
-        ))
-        self._model_uri = model_uri
-        self._session_options = session_options
+        super().__init__(locals())
+
+    def _accept(self, arguments: Dict[str, Any]) -> str:
+        providers = arguments["providers"]
+        self._session_options = arguments["session_options"]
         self._providers = list(providers) if providers is not None else None
-        self._provider_options = provider_options
-        self._inference_fn = inference_fn
+        self._provider_options = arguments["provider_options"]
+        return arguments["model_uri"]
 
-    def load_model(self) -> ort.InferenceSession:
-        """Opens an onnxruntime session on the model at `model_uri`.
-
-        Raises:
-            ModelLoadError: if the file is missing, unreadable or not an ONNX model.
-        """
-        model = _read_model(self._model_uri)
+    def _load(self, path: str) -> ort.InferenceSession:
+        model = _read_model(path)
         providers = self._providers if self._providers is not None else _default_providers()
-        try:
+        with load_step(
+            f"cannot load {path!r} as an ONNX model",
+            lambda: f"{_not_onnx_hint(path)}write one with torch.onnx.export, skl2onnx or "
+            "onnx.save_model",
+        ):
             return ort.InferenceSession(
                 model,
                 sess_options=self._session_options,
                 providers=providers,
                 provider_options=self._provider_options,
             )
-        except Exception as error:
-            raise ModelLoadError(
-                f"cannot load {self._model_uri!r} as an ONNX model ({type(error).__name__}: "
-                f"{error}){_not_onnx_hint(self._model_uri)}; write one with torch.onnx.export, "
-                "skl2onnx or onnx.save_model"
-            ) from error
 
-    def run_inference(
-        self,
-        batch: Sequence[numpy.ndarray],
-        model: ort.InferenceSession,
-        inference_args: Optional[Dict[str, Any]] = None,
-    ) -> Iterable[PredictionResult]:
-        """Predicts each example of the batch with `inference_fn`.
-
-        Args:
-            batch: The examples, numpy arrays of one shape.
-            model: The session `load_model` returned.
-            inference_args: The model's other inputs, by name.
-
-        Returns:
-            One PredictionResult per example, whose model_id is `model_uri`.
-
-        Raises:
-            InvalidExampleError: naming the model, if the examples do not fit its input.
-        """
-        try:
-            predictions = self._inference_fn(model, batch, inference_args)
-        except InvalidExampleError as error:
-            raise InvalidExampleError(f"model {self._model_uri!r}: {error}") from error
-        return to_prediction_results(batch, predictions, self._model_uri)
-
-    def update_model_path(self, model_path: Optional[str] = None) -> None:
-        """Points the handler at a new `.onnx` file; the next `load_model` reads it."""
-        self._model_uri = model_path or self._model_uri
-
-    def validate_inference_args(self, inference_args: Optional[Dict[str, Any]]) -> None:
-        """Accepts any `inference_args`: they are fed to the model as its other inputs."""
-
-    def get_num_bytes(self, batch: Sequence[numpy.ndarray]) -> int:
-        """Returns the summed size of the arrays' data in bytes."""
-        return sum(numpy.asarray(example).nbytes for example in batch)
-
-    def get_metrics_namespace(self) -> str:
-        """Returns `BeamML_Onnx`, Beam's namespace for ONNX."""
-        return "BeamML_Onnx"
+    def _infer(self, batch: Sequence[Any], model: Any, inference_args: Dict[str, Any]) -> Any:
+        return self._inference_fn(model, batch, inference_args)

@@ -4,24 +4,23 @@ A drop-in for Beam's `ml.inference.pytorch_inference`: the same two handlers, th
 constructor arguments and the same inference functions. A model comes either from a state
 dict plus the `torch.nn.Module` class it belongs to, or from a TorchScript file.
 
-This module is longer than the style guide's 400 lines because it mirrors Beam's public
-surface one to one (two handlers with Beam's full constructors, four inference functions),
-and a framework lives in one module.
+This module holds how to load and call a PyTorch model; stacking, device placement and
+everything else a handler does come from `base.FrameworkHandler` and `batches`.
 """
 
 from __future__ import annotations
 
-import itertools
-import logging
+import functools
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 import torch
 
 from liveinference.contract import PredictionResult
-from liveinference.errors import InvalidExampleError, ModelLoadError
-from liveinference.frameworks.files import open_model_file
-from liveinference.frameworks.options import HandlerOptions, OptionsHandler
-from liveinference.results import to_prediction_results
+from liveinference.errors import ModelLoadError
+from liveinference.frameworks.base import FrameworkHandler
+from liveinference.frameworks.batches import call_model, check_device, device_of, place, stack
+from liveinference.frameworks.batches import stack_by_key, to_device, to_prediction_results
+from liveinference.frameworks.loading import load_step, open_model_file
 
 __all__ = [
     "KeyedTensorInferenceFn",
@@ -34,10 +33,7 @@ __all__ = [
     "make_tensor_model_fn",
 ]
 
-_LOG = logging.getLogger(__name__)
-
 _CPU = torch.device("cpu")
-_DEVICES = {"CPU": _CPU, "GPU": torch.device("cuda")}
 
 _Device = Union[str, torch.device]
 _Args = Optional[Dict[str, Any]]
@@ -83,24 +79,13 @@ def _check_model_source(
     return path
 
 
-def _device_named(device: str) -> torch.device:
-    """Returns the torch device for 'CPU' or 'GPU' (any case)."""
-    found = _DEVICES.get(device.upper()) if isinstance(device, str) else None
-    if found is None:
-        raise ValueError(f"device must be 'CPU' or 'GPU', got {device!r}")
-    return found
-
-
 def _read_state_dict(path: str, load_model_args: Mapping[str, Any]) -> Mapping[str, Any]:
-    with open_model_file(path) as file:
-        try:
-            state = torch.load(file, **{"map_location": _CPU, **load_model_args})
-        except Exception as error:
-            raise ModelLoadError(
-                f"cannot read {path!r} as a PyTorch state dict ({type(error).__name__}: "
-                f"{error}); save one with torch.save(model.state_dict(), path), or if it is "
-                "a TorchScript file, pass it as torch_script_model_path"
-            ) from error
+    with open_model_file(path) as file, load_step(
+        f"cannot read {path!r} as a PyTorch state dict",
+        "save one with torch.save(model.state_dict(), path), or if it is a TorchScript "
+        "file, pass it as torch_script_model_path",
+    ):
+        state = torch.load(file, **{"map_location": _CPU, **load_model_args})
     if isinstance(state, torch.jit.ScriptModule):
         raise ModelLoadError(
             f"{path!r} is a TorchScript model, not a state dict; pass it as "
@@ -122,161 +107,47 @@ def _load_state_dict_model(
 ) -> torch.nn.Module:
     state = _read_state_dict(path, load_model_args)
     name = getattr(model_class, "__name__", repr(model_class))
-    try:
+    with load_step(
+        f"cannot build {name}(**{dict(model_params)!r}) to load {path!r} into",
+        f"check model_params against {name}'s constructor",
+    ):
         model = model_class(**model_params)
-    except Exception as error:
-        raise ModelLoadError(
-            f"cannot build {name}(**{dict(model_params)!r}) to load {path!r} into "
-            f"({type(error).__name__}: {error}); check model_params against {name}'s constructor"
-        ) from error
-    try:
+    with load_step(
+        f"state dict {path!r} does not match {name}",
+        "check that model_class and model_params are those of the model that was saved",
+    ):
         model.load_state_dict(state)
-    except Exception as error:
-        raise ModelLoadError(
-            f"state dict {path!r} does not match {name}: {error}; check that model_class "
-            "and model_params are those of the model that was saved"
-        ) from error
-    model.requires_grad_(False)
     return model
 
 
 def _load_torch_script(path: str, load_model_args: Mapping[str, Any]) -> torch.nn.Module:
-    with open_model_file(path) as file:
-        try:
-            return torch.jit.load(file, **{"map_location": _CPU, **load_model_args})
-        except Exception as error:
-            raise ModelLoadError(
-                f"cannot read {path!r} as a TorchScript model ({type(error).__name__}: "
-                f"{error}); save one with torch.jit.save(torch.jit.script(model), path), or "
-                "pass a state dict as state_dict_path with model_class"
-            ) from error
+    with open_model_file(path) as file, load_step(
+        f"cannot read {path!r} as a TorchScript model",
+        "save one with torch.jit.save(torch.jit.script(model), path), or pass a state dict "
+        "as state_dict_path with model_class",
+    ):
+        return torch.jit.load(file, **{"map_location": _CPU, **load_model_args})
 
 
-def _place(model: torch.nn.Module, device: torch.device, model_id: str) -> torch.nn.Module:
-    """Moves `model` to `device` for inference; to the CPU if the GPU is missing or refuses it."""
-    if device.type == "cuda" and not torch.cuda.is_available():
-        _LOG.warning(
-            "model %s asked for device='GPU', but CUDA is not available; running it on CPU",
-            model_id,
-        )
-    elif device.type == "cuda":
-        try:
-            model.to(device)
-        except RuntimeError as error:
-            _LOG.warning("cannot move model %s to the GPU (%s); running it on CPU", model_id, error)
-            model.to(_CPU)
-    model.eval()
-    _LOG.info("model %s is ready on %s", model_id, _device_of(model))
-    return model
-
-
-def _device_of(model: torch.nn.Module) -> torch.device:
-    """Returns where the model's first parameter or buffer lives (the CPU if it has none)."""
-    first = next(itertools.chain(model.parameters(), model.buffers()), None)
-    return _CPU if first is None else first.device
-
-
-def _stack(tensors: Sequence[Any], model_id: Optional[str], what: str) -> torch.Tensor:
-    """Stacks examples into one batch tensor; explains why when they cannot be stacked."""
-    try:
-        return torch.stack(list(tensors))
-    except (RuntimeError, TypeError) as error:
-        others = sorted({type(t).__name__ for t in tensors if not isinstance(t, torch.Tensor)})
-        if others:
-            problem = (
-                f"must be torch.Tensor, got {others}; convert them first, "
-                "e.g. with torch.as_tensor"
-            )
-        else:
-            shapes = sorted({tuple(t.shape) for t in tensors})
-            problem = (
-                f"must all have one shape to be stacked into a batch; this batch has shapes "
-                f"{shapes}; pad or resize them before RunInference"
-                if len(shapes) > 1
-                else f"cannot be stacked into a batch: {error}"
-            )
-        raise InvalidExampleError(f"{what} for model {model_id!r} {problem}") from error
-
-
-def _stack_by_key(
-    batch: Sequence[Dict[str, torch.Tensor]], model_id: Optional[str]
-) -> Dict[str, torch.Tensor]:
-    """Stacks the tensors of each key across the batch."""
-    grouped: Dict[str, List[torch.Tensor]] = {}
-    try:
-        for example in batch:
-            for key, tensor in example.items():
-                grouped.setdefault(key, []).append(tensor)
-    except AttributeError as error:
-        kinds = sorted({type(example).__name__ for example in batch})
-        raise InvalidExampleError(
-            f"examples for model {model_id!r} must be dicts of input name to tensor, got "
-            f"{kinds}; use PytorchModelHandlerTensor for plain tensors"
-        ) from error
-    partial = {key: len(tensors) for key, tensors in grouped.items() if len(tensors) < len(batch)}
-    if partial:
-        counts = ", ".join(f"{key!r} is in {count}" for key, count in sorted(partial.items()))
-        raise InvalidExampleError(
-            f"examples for model {model_id!r} must all have the same keys; of the "
-            f"{len(batch)} examples in this batch, {counts}"
-        )
-    return {
-        key: _stack(tensors, model_id, f"tensors under key {key!r}")
-        for key, tensors in grouped.items()
-    }
-
-
-def _call(run: Callable[[], Any], model_id: Optional[str], seen: Callable[[], str]) -> Any:
-    """Runs the model call `run`; an error it raises becomes an InvalidExampleError.
-
-    `seen` describes the input for the message; it runs only when the call fails.
-    """
-    try:
-        return run()
-    except torch.cuda.OutOfMemoryError:
-        raise
-    except RuntimeError as error:
-        raise InvalidExampleError(
-            f"model {model_id!r} cannot take {seen()}: {error}; check the examples' shape and "
-            "dtype against what the model was built for"
-        ) from error
-
-
-def _infer_tensors(
+def _run_model(
     method_name: Optional[str],
-    batch: Sequence[torch.Tensor],
+    keyed: bool,
+    batch: Sequence[Any],
     model: torch.nn.Module,
     device: _Device,
     inference_args: _Args,
     model_id: Optional[str],
 ) -> List[PredictionResult]:
+    """Stacks the batch (per key when `keyed`), moves it to `device` and calls the model."""
     method = model if method_name is None else getattr(model, method_name)
+    args = inference_args or {}
     with torch.no_grad():
-        stacked = _stack(batch, model_id, "examples").to(device)
-        predictions = _call(
-            lambda: method(stacked, **(inference_args or {})),
-            model_id,
-            lambda: f"examples of shape {tuple(stacked.shape[1:])} and dtype {stacked.dtype}",
-        )
-    return to_prediction_results(batch, predictions, model_id)
-
-
-def _infer_keyed(
-    method_name: Optional[str],
-    batch: Sequence[Dict[str, torch.Tensor]],
-    model: torch.nn.Module,
-    device: _Device,
-    inference_args: _Args,
-    model_id: Optional[str],
-) -> List[PredictionResult]:
-    method = model if method_name is None else getattr(model, method_name)
-    with torch.no_grad():
-        stacked = {key: value.to(device) for key, value in _stack_by_key(batch, model_id).items()}
-        predictions = _call(
-            lambda: method(**stacked, **(inference_args or {})),
-            model_id,
-            lambda: "examples of shapes "
-            + str({key: tuple(tensor.shape[1:]) for key, tensor in stacked.items()}),
+        stacked = to_device((stack_by_key if keyed else stack)(batch, "torch"), device)
+        predictions = call_model(
+            (lambda inputs: method(**inputs, **args)) if keyed else (lambda x: method(x, **args)),
+            stacked,
+            (RuntimeError,),
+            "check the examples' shape and dtype against what the model was built for",
         )
     return to_prediction_results(batch, predictions, model_id)
 
@@ -295,7 +166,7 @@ def default_tensor_inference_fn(
         model: The model.
         device: Where the model is.
         inference_args: Extra keyword arguments for the model's `forward`.
-        model_id: The id each PredictionResult carries.
+        model_id: The id each PredictionResult carries (handlers pass None).
 
     Returns:
         One PredictionResult per example: the matching row of the model's output.
@@ -304,7 +175,7 @@ def default_tensor_inference_fn(
         InvalidExampleError: if the examples are not tensors, differ in shape, or the model
             rejects their shape or dtype.
     """
-    return _infer_tensors(None, batch, model, device, inference_args, model_id)
+    return _run_model(None, False, batch, model, device, inference_args, model_id)
 
 
 def make_tensor_model_fn(model_fn: str) -> TensorInferenceFn:
@@ -316,17 +187,7 @@ def make_tensor_model_fn(model_fn: str) -> TensorInferenceFn:
     Returns:
         A function like `default_tensor_inference_fn`, for the `inference_fn` argument.
     """
-
-    def inference_fn(
-        batch: Sequence[torch.Tensor],
-        model: torch.nn.Module,
-        device: _Device,
-        inference_args: _Args = None,
-        model_id: Optional[str] = None,
-    ) -> Iterable[PredictionResult]:
-        return _infer_tensors(model_fn, batch, model, device, inference_args, model_id)
-
-    return inference_fn
+    return functools.partial(_run_model, model_fn, False)
 
 
 def default_keyed_tensor_inference_fn(
@@ -338,21 +199,14 @@ def default_keyed_tensor_inference_fn(
 ) -> Iterable[PredictionResult]:
     """Stacks the batch per key and calls `model(**stacked, **inference_args)`.
 
-    Args:
-        batch: Dicts of input name to tensor, one per example, all with the same keys.
-        model: The model.
-        device: Where the model is.
-        inference_args: Extra keyword arguments for the model's `forward`.
-        model_id: The id each PredictionResult carries.
-
-    Returns:
-        One PredictionResult per example: the matching row of the model's output.
+    Takes and returns what `default_tensor_inference_fn` does, with a batch of dicts of
+    input name to tensor, one per example, all with the same keys.
 
     Raises:
         InvalidExampleError: if an example is not a dict, the examples differ in keys or in
             a key's shape, or the model rejects them.
     """
-    return _infer_keyed(None, batch, model, device, inference_args, model_id)
+    return _run_model(None, True, batch, model, device, inference_args, model_id)
 
 
 def make_keyed_tensor_model_fn(model_fn: str) -> KeyedTensorInferenceFn:
@@ -364,98 +218,36 @@ def make_keyed_tensor_model_fn(model_fn: str) -> KeyedTensorInferenceFn:
     Returns:
         A function like `default_keyed_tensor_inference_fn`, for the `inference_fn` argument.
     """
-
-    def inference_fn(
-        batch: Sequence[Dict[str, torch.Tensor]],
-        model: torch.nn.Module,
-        device: _Device,
-        inference_args: _Args = None,
-        model_id: Optional[str] = None,
-    ) -> Iterable[PredictionResult]:
-        return _infer_keyed(model_fn, batch, model, device, inference_args, model_id)
-
-    return inference_fn
+    return functools.partial(_run_model, model_fn, True)
 
 
-class _PytorchHandler(OptionsHandler):
-    """What the tensor and keyed-tensor handlers share: the model file, its loading, options."""
+class _PytorchHandler(FrameworkHandler):
+    """How the tensor and keyed-tensor handlers load a model and call `inference_fn`."""
 
-    def __init__(
-        self,
-        state_dict_path: Optional[str],
-        model_class: Optional[Callable[..., torch.nn.Module]],
-        model_params: Optional[Dict[str, Any]],
-        device: str,
-        inference_fn: Callable[..., Iterable[PredictionResult]],
-        torch_script_model_path: Optional[str],
-        load_model_args: Optional[Dict[str, Any]],
-        options: HandlerOptions,
-    ) -> None:
-        super().__init__()
-        self._model_path = _check_model_source(
-            state_dict_path, model_class, torch_script_model_path
+    metrics_namespace = "BeamML_PyTorch"
+    returns_results = True
+
+    def _accept(self, arguments: Dict[str, Any]) -> str:
+        self._model_class = arguments["model_class"]
+        self._model_params = dict(arguments["model_params"] or {})
+        self._device = check_device(arguments["device"])
+        self._load_model_args = dict(arguments["load_model_args"] or {})
+        return _check_model_source(
+            arguments["state_dict_path"], self._model_class, arguments["torch_script_model_path"]
         )
-        self._model_class = model_class
-        self._model_params = dict(model_params or {})
-        self._device = _device_named(device)
-        self._inference_fn = inference_fn
-        self._load_model_args = dict(load_model_args or {})
-        self._configure(options)
 
-    def load_model(self) -> torch.nn.Module:
-        """Loads the model onto the CPU, then moves it to the device, in eval mode.
-
-        With device='GPU' and no usable GPU, a warning is logged and the model runs on CPU.
-
-        Raises:
-            ModelLoadError: if the file is missing or unreadable, is not a state dict or
-                TorchScript file as expected, or the state dict does not fit `model_class`.
-        """
-        path = self._model_path
+    def _load(self, path: str) -> torch.nn.Module:
         if self._model_class is None:
             model = _load_torch_script(path, self._load_model_args)
         else:
             model = _load_state_dict_model(
                 path, self._model_class, self._model_params, self._load_model_args
             )
-        return _place(model, self._device, path)
+        return place(model, self._device, path)
 
-    def run_inference(
-        self,
-        batch: Sequence[Any],
-        model: torch.nn.Module,
-        inference_args: _Args = None,
-    ) -> Iterable[PredictionResult]:
-        """Runs `inference_fn` on the batch under `torch.no_grad()`.
-
-        Args:
-            batch: The examples; the default inference functions stack them.
-            model: The model `load_model` returned.
-            inference_args: Extra keyword arguments for the model's `forward`; unlike the
-                examples they are not batched.
-
-        Returns:
-            One PredictionResult per example, whose model_id is the model's path.
-
-        Raises:
-            InvalidExampleError: from the default inference functions, for examples that
-                cannot be stacked or that the model rejects.
-        """
+    def _infer(self, batch: Sequence[Any], model: Any, inference_args: Dict[str, Any]) -> Any:
         with torch.no_grad():
-            return self._inference_fn(
-                batch, model, _device_of(model), inference_args or {}, self._model_path
-            )
-
-    def update_model_path(self, model_path: Optional[str] = None) -> None:
-        """Points the handler at a new state dict or TorchScript file, whichever it uses."""
-        self._model_path = model_path or self._model_path
-
-    def validate_inference_args(self, inference_args: Optional[Dict[str, Any]]) -> None:
-        """Accepts any `inference_args`: they go to the model's `forward` as keywords."""
-
-    def get_metrics_namespace(self) -> str:
-        """Returns `BeamML_PyTorch`, Beam's namespace for PyTorch."""
-        return "BeamML_PyTorch"
+            return self._inference_fn(batch, model, device_of(model, _CPU), inference_args, None)
 
 
 class PytorchModelHandlerTensor(_PytorchHandler):
@@ -471,13 +263,10 @@ class PytorchModelHandlerTensor(_PytorchHandler):
         inference_fn: `fn(batch, model, device, inference_args, model_id)` returning
             PredictionResults; by default the batch is stacked and passed to the model.
         torch_script_model_path: Where the TorchScript file is; loaded with `torch.jit.load`.
-        min_batch_size: The smallest batch `BatchElements` makes.
-        max_batch_size: The largest batch `BatchElements` makes.
-        max_batch_duration_secs: The longest a batch waits to fill, in streaming.
-        large_model: Keep one copy of the model per machine instead of per process.
-        model_copies: The number of copies to keep per machine (implies sharing).
         load_model_args: Extra keyword arguments for `torch.load` or `torch.jit.load`.
-        **kwargs: `env_vars`, a dict of environment variables set before loading.
+        min_batch_size, max_batch_size, max_batch_duration_secs, large_model, model_copies,
+            **kwargs: Batching, sharing and `env_vars`, as every framework handler
+            takes them (see `base.HandlerOptions`).
 
     Raises:
         ValueError: unless exactly one of `state_dict_path` (with `model_class`) and
@@ -502,18 +291,7 @@ class PytorchModelHandlerTensor(_PytorchHandler):
         load_model_args: Optional[Dict[str, Any]] = None,
         **kwargs: Any,
     ) -> None:
-        options = HandlerOptions.of(
-            min_batch_size, max_batch_size, max_batch_duration_secs, large_model, model_copies,
-            kwargs,
-        )
-        super().__init__(
-            state_dict_path, model_class, model_params, device, inference_fn,
-            torch_script_model_path, load_model_args, options,
-        )
-
-    def get_num_bytes(self, batch: Sequence[torch.Tensor]) -> int:
-        """Returns the summed size of the tensors' data in bytes."""
-        return sum(tensor.element_size() * tensor.nelement() for tensor in batch)
+        super().__init__(locals())
 
 
 class PytorchModelHandlerKeyedTensor(_PytorchHandler):
@@ -541,19 +319,4 @@ class PytorchModelHandlerKeyedTensor(_PytorchHandler):
         load_model_args: Optional[Dict[str, Any]] = None,
         **kwargs: Any,
     ) -> None:
-        options = HandlerOptions.of(
-            min_batch_size, max_batch_size, max_batch_duration_secs, large_model, model_copies,
-            kwargs,
-        )
-        super().__init__(
-            state_dict_path, model_class, model_params, device, inference_fn,
-            torch_script_model_path, load_model_args, options,
-        )
-
-    def get_num_bytes(self, batch: Sequence[Dict[str, torch.Tensor]]) -> int:
-        """Returns the summed size of all the examples' tensors' data in bytes."""
-        return sum(
-            tensor.element_size() * tensor.nelement()
-            for example in batch
-            for tensor in example.values()
-        )
+        super().__init__(locals())

@@ -12,23 +12,23 @@ With `ModelType.SAVED_MODEL`, what is at `model_uri` picks the loader:
 With `ModelType.SAVED_WEIGHTS`, `create_model_fn()` builds the Keras model and its
 weights are read from `model_uri` (a `.weights.h5` file, or a `.keras`/`.h5` file).
 
-This module is about 500 lines, over the usual 400: Beam's API puts `ModelType`, both
-handlers and both default inference functions in one module, and each handler repeats
-Beam's full constructor signature so that it documents itself.
+This module holds how to load and call a TensorFlow model; stacking and everything else a
+handler does come from `base.FrameworkHandler` and `batches`.
 """
 
 from __future__ import annotations
 
 import enum
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Union
 
 import numpy
 import tensorflow as tf
 
 from liveinference.contract import PredictionResult
 from liveinference.errors import InvalidExampleError, ModelLoadError
-from liveinference.frameworks.options import HandlerOptions, OptionsHandler
-from liveinference.results import to_prediction_results
+from liveinference.frameworks.base import FrameworkHandler
+from liveinference.frameworks.batches import stack, to_prediction_results
+from liveinference.frameworks.loading import load_step
 
 __all__ = [
     "ModelType",
@@ -131,10 +131,8 @@ class SavedModelCallable:
 
 
 def _require_exists(path: str, what: str) -> None:
-    try:
+    with load_step(f"cannot check {what} {path!r}", "check that the workers can read it"):
         found = tf.io.gfile.exists(path)
-    except Exception as error:
-        raise ModelLoadError(f"cannot check {what} {path!r}: {error}") from error
     if not found:
         raise ModelLoadError(
             f"{what} {path!r} does not exist; check the path, or that the workers can see it "
@@ -153,25 +151,21 @@ def _load_saved_model_directory(path: str, load_model_args: Dict[str, Any]) -> S
         )
     args = {key: value for key, value in load_model_args.items()
             if key not in _KERAS_ONLY_LOAD_ARGS}
-    try:
+    with load_step(
+        f"cannot load SavedModel {path!r}",
+        "re-export it with model.export(path) or tf.saved_model.save(module, path)",
+    ):
         loaded = tf.saved_model.load(path, **args)
-    except Exception as error:
-        raise ModelLoadError(
-            f"cannot load SavedModel {path!r} ({type(error).__name__}: {error}); "
-            "re-export it with model.export(path) or tf.saved_model.save(module, path)"
-        ) from error
     return SavedModelCallable(loaded, path)
 
 
 def _load_keras_file(path: str, load_model_args: Dict[str, Any]) -> Any:
-    try:
+    with load_step(
+        f"cannot load {path!r} as a Keras model",
+        f"model_uri must be {_FORMATS}; write one with model.save('model.keras') or "
+        "model.export(directory)",
+    ):
         return tf.keras.models.load_model(path, **load_model_args)
-    except Exception as error:
-        raise ModelLoadError(
-            f"cannot load {path!r} as a Keras model ({type(error).__name__}: {error}); "
-            f"model_uri must be {_FORMATS}; write one with model.save('model.keras') "
-            "or model.export(directory)"
-        ) from error
 
 
 def _load_weights(model: Any, path: str) -> Any:
@@ -182,15 +176,12 @@ def _load_weights(model: Any, path: str) -> Any:
             "load_weights(); weights need a Keras model (a .keras or .h5 model_uri, or "
             "ModelType.SAVED_WEIGHTS with create_model_fn)"
         )
-    try:
+    with load_step(
+        f"cannot load weights {path!r} into the {type(model).__name__}",
+        "save the weights with model.save_weights('model.weights.h5') from a model of the "
+        "same architecture, built (given an Input) before loading",
+    ):
         model.load_weights(path)
-    except Exception as error:
-        raise ModelLoadError(
-            f"cannot load weights {path!r} into the {type(model).__name__} "
-            f"({type(error).__name__}: {error}); save the weights with model.save_weights("
-            "'model.weights.h5') from a model of the same architecture, built (given an "
-            "Input) before loading"
-        ) from error
     return model
 
 
@@ -218,10 +209,6 @@ def _load(
     return _load_weights(model, custom_weights) if custom_weights else model
 
 
-def _shapes(batch: Sequence[Any]) -> List[tuple]:
-    return sorted({tuple(numpy.shape(example)) for example in batch})
-
-
 def _expected_example_shape(model: Any) -> Optional[tuple]:
     try:
         shape = model.input_shape
@@ -230,7 +217,7 @@ def _expected_example_shape(model: Any) -> Optional[tuple]:
     return tuple(shape[1:]) if isinstance(shape, tuple) and shape else None
 
 
-def _call(model: Any, stacked: Any, inference_args: Dict[str, Any], model_id: Optional[str]) -> Any:
+def _call(model: Any, stacked: Any, inference_args: Dict[str, Any]) -> Any:
     try:
         return model(stacked, **inference_args)
     except (ValueError, TypeError, tf.errors.InvalidArgumentError) as error:
@@ -239,8 +226,8 @@ def _call(model: Any, stacked: Any, inference_args: Dict[str, Any], model_id: Op
         if expected is None or tf.TensorShape(expected).is_compatible_with(seen):
             raise
         raise InvalidExampleError(
-            f"model {model_id!r} expects examples of shape {expected}, got {seen}; "
-            "reshape the examples before RunInference"
+            f"the model expects examples of shape {expected}, got {seen}; reshape the "
+            "examples before RunInference"
         ) from error
 
 
@@ -260,22 +247,8 @@ def _split(predictions: Any) -> Any:
     return predictions
 
 
-def _stack(
-    stack: Callable[..., Any], errors: tuple, batch: Sequence[Any], model_id: Optional[str]
-) -> Any:
-    try:
-        return stack(batch, axis=0)
-    except errors as error:
-        raise InvalidExampleError(
-            f"examples for model {model_id!r} must all have one shape; this batch has "
-            f"shapes {_shapes(batch)}"
-        ) from error
-
-
 def default_numpy_inference_fn(
-    model: Any,
-    batch: Sequence[numpy.ndarray],
-    inference_args: Dict[str, Any],
+    model: Any, batch: Sequence[numpy.ndarray], inference_args: Dict[str, Any],
     model_id: Optional[str] = None,
 ) -> Iterable[PredictionResult]:
     """Stacks the arrays with `numpy.stack` and calls `model(stacked, **inference_args)`.
@@ -294,15 +267,12 @@ def default_numpy_inference_fn(
         InvalidExampleError: if the examples differ in shape, or their shape is not the
             model's input shape.
     """
-    stacked = _stack(numpy.stack, (ValueError,), batch, model_id)
-    predictions = _call(model, stacked, inference_args, model_id)
+    predictions = _call(model, stack(batch), inference_args)
     return to_prediction_results(batch, _split(predictions), model_id)
 
 
 def default_tensor_inference_fn(
-    model: Any,
-    batch: Sequence[tf.Tensor],
-    inference_args: Dict[str, Any],
+    model: Any, batch: Sequence[tf.Tensor], inference_args: Dict[str, Any],
     model_id: Optional[str] = None,
 ) -> Iterable[PredictionResult]:
     """Stacks the tensors with `tf.stack` and calls `model(stacked, **inference_args)`.
@@ -313,82 +283,37 @@ def default_tensor_inference_fn(
         InvalidExampleError: if the examples differ in shape, or their shape is not the
             model's input shape.
     """
-    stacked = _stack(tf.stack, (tf.errors.InvalidArgumentError, ValueError), batch, model_id)
-    predictions = _call(model, stacked, inference_args, model_id)
+    predictions = _call(model, stack(batch, "tensorflow"), inference_args)
     return to_prediction_results(batch, _split(predictions), model_id)
 
 
-class _TFHandler(OptionsHandler):
-    """What the numpy and tensor handlers share: the model location, loading and options."""
+class _TFHandler(FrameworkHandler):
+    """How the numpy and tensor handlers load a model and call `inference_fn`."""
 
-    def __init__(
-        self,
-        model_uri: str,
-        model_type: ModelType,
-        create_model_fn: Optional[Callable[[], Any]],
-        load_model_args: Optional[Dict[str, Any]],
-        custom_weights: str,
-        inference_fn: TensorInferenceFn,
-        options: HandlerOptions,
-    ) -> None:
-        super().__init__()
-        if model_type == ModelType.SAVED_WEIGHTS and create_model_fn is None:
+    returns_results = True
+
+    def _accept(self, arguments: Dict[str, Any]) -> str:
+        model_uri, model_type = arguments["model_uri"], arguments["model_type"]
+        if model_type == ModelType.SAVED_WEIGHTS and arguments["create_model_fn"] is None:
             raise ValueError(
                 f"ModelType.SAVED_WEIGHTS needs create_model_fn, a function that builds the "
                 f"model the weights in {model_uri!r} belong to; pass it, or save the whole "
                 "model and use ModelType.SAVED_MODEL"
             )
-        self._model_uri = model_uri
         self._model_type = model_type
-        self._create_model_fn = create_model_fn
-        self._load_model_args = dict(load_model_args or {})
-        self._custom_weights = custom_weights
-        self._inference_fn = inference_fn
-        self._configure(options)
+        self._create_model_fn = arguments["create_model_fn"]
+        self._load_model_args = dict(arguments["load_model_args"] or {})
+        self._custom_weights = arguments["custom_weights"]
+        return model_uri
 
-    def load_model(self) -> Any:
-        """Loads the model `model_uri` holds (see the module docstring for the formats).
-
-        Returns:
-            A Keras model, or a `SavedModelCallable` for a SavedModel directory.
-
-        Raises:
-            ModelLoadError: if the path is missing, holds none of the formats, or the
-                weights do not fit the model.
-        """
+    def _load(self, path: str) -> Any:
         return _load(
-            self._model_uri, self._model_type, self._create_model_fn, self._load_model_args,
+            path, self._model_type, self._create_model_fn, self._load_model_args,
             self._custom_weights,
         )
 
-    def run_inference(
-        self,
-        batch: Sequence[Any],
-        model: Any,
-        inference_args: Optional[Dict[str, Any]] = None,
-    ) -> Iterable[PredictionResult]:
-        """Runs `inference_fn` on the batch; by default stacks it and calls the model.
-
-        Args:
-            batch: The examples, all of one shape.
-            model: What `load_model` returned.
-            inference_args: Keyword arguments for the model call.
-
-        Returns:
-            One PredictionResult per example, each naming `model_uri` as its model_id.
-
-        Raises:
-            InvalidExampleError: from the default inference functions, if the examples
-                differ in shape or do not have the model's input shape.
-        """
-        return self._inference_fn(model, batch, inference_args or {}, self._model_uri)
-
-    def update_model_path(self, model_path: Optional[str] = None) -> None:
-        """Points the handler at a new model; the next `load_model` reads it."""
-        self._model_uri = model_path or self._model_uri
-
-    def validate_inference_args(self, inference_args: Optional[Dict[str, Any]]) -> None:
-        """Accepts any `inference_args`: they are keyword arguments of the model call."""
+    def _infer(self, batch: Sequence[Any], model: Any, inference_args: Dict[str, Any]) -> Any:
+        return self._inference_fn(model, batch, inference_args, None)
 
 
 class TFModelHandlerNumpy(_TFHandler):
@@ -405,17 +330,16 @@ class TFModelHandlerNumpy(_TFHandler):
         custom_weights: Weights loaded into a `SAVED_MODEL` Keras model after it loads.
         inference_fn: `fn(model, batch, inference_args, model_id)` returning the
             PredictionResults; by default `default_numpy_inference_fn`.
-        min_batch_size: The smallest batch `BatchElements` makes.
-        max_batch_size: The largest batch `BatchElements` makes.
-        max_batch_duration_secs: The longest a batch waits to fill, in streaming.
-        large_model: Keep one copy of the model per machine instead of per process.
-        model_copies: The number of copies to keep per machine (implies sharing).
-        **kwargs: `env_vars`, a dict of environment variables set before loading.
+        min_batch_size, max_batch_size, max_batch_duration_secs, large_model, model_copies,
+            **kwargs: Batching, sharing and `env_vars`, as every framework handler
+            takes them (see `base.HandlerOptions`).
 
     Raises:
         ValueError: for `SAVED_WEIGHTS` without `create_model_fn`, or bad batch sizes.
         TypeError: for a keyword argument no handler takes.
     """
+
+    metrics_namespace = "BeamML_TF_Numpy"
 
     def __init__(
         self,
@@ -433,22 +357,7 @@ class TFModelHandlerNumpy(_TFHandler):
         model_copies: Optional[int] = None,
         **kwargs: Any,
     ) -> None:
-        options = HandlerOptions.of(
-            min_batch_size, max_batch_size, max_batch_duration_secs, large_model, model_copies,
-            kwargs,
-        )
-        super().__init__(
-            model_uri, model_type, create_model_fn, load_model_args, custom_weights,
-            inference_fn, options,
-        )
-
-    def get_num_bytes(self, batch: Sequence[numpy.ndarray]) -> int:
-        """Returns the summed size of the arrays' data."""
-        return sum(numpy.asarray(example).nbytes for example in batch)
-
-    def get_metrics_namespace(self) -> str:
-        """Returns `BeamML_TF_Numpy`, Beam's namespace for this handler."""
-        return "BeamML_TF_Numpy"
+        super().__init__(locals())
 
 
 class TFModelHandlerTensor(_TFHandler):
@@ -457,6 +366,8 @@ class TFModelHandlerTensor(_TFHandler):
     Takes the same arguments as `TFModelHandlerNumpy`; the default `inference_fn` is
     `default_tensor_inference_fn`.
     """
+
+    metrics_namespace = "BeamML_TF_Tensor"
 
     def __init__(
         self,
@@ -474,19 +385,4 @@ class TFModelHandlerTensor(_TFHandler):
         model_copies: Optional[int] = None,
         **kwargs: Any,
     ) -> None:
-        options = HandlerOptions.of(
-            min_batch_size, max_batch_size, max_batch_duration_secs, large_model, model_copies,
-            kwargs,
-        )
-        super().__init__(
-            model_uri, model_type, create_model_fn, load_model_args, custom_weights,
-            inference_fn, options,
-        )
-
-    def get_num_bytes(self, batch: Sequence[tf.Tensor]) -> int:
-        """Returns the summed size of the tensors' elements (string tensors count 0)."""
-        return sum(example.shape.num_elements() * example.dtype.size for example in batch)
-
-    def get_metrics_namespace(self) -> str:
-        """Returns `BeamML_TF_Tensor`, Beam's namespace for this handler."""
-        return "BeamML_TF_Tensor"
+        super().__init__(locals())

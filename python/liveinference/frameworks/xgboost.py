@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy
@@ -22,8 +21,9 @@ import xgboost
 
 from liveinference.contract import PredictionResult
 from liveinference.errors import InvalidExampleError, ModelLoadError
-from liveinference.frameworks.files import open_model_file
-from liveinference.frameworks.options import HandlerOptions, OptionsHandler
+from liveinference.frameworks.base import FrameworkHandler
+from liveinference.frameworks.batches import check_columns, first_line
+from liveinference.frameworks.loading import load_step, open_model_file
 
 __all__ = [
     "XGBoostInferenceFn",
@@ -65,8 +65,8 @@ def _batch_kind(batch: Sequence[Any]) -> str:
     return kinds[0]
 
 
-def _stack(batch: Sequence[Any], kind: str) -> Any:
-    """Stacks the tables of a batch into one, row after row."""
+def _concatenate(batch: Sequence[Any], kind: str) -> Any:
+    """Puts the tables of a batch into one, row after row."""
     if len(batch) == 1 and kind != "datatable":
         return batch[0]
     if kind == "numpy":
@@ -95,12 +95,7 @@ def _check_features(batch: Sequence[Any], kind: str, model: XGBoostModel) -> Non
             )
     names = booster.feature_names
     if names and kind == "pandas":
-        for example in batch:
-            missing = [name for name in names if name not in example.columns]
-            if missing:
-                raise InvalidExampleError(
-                    f"the model needs columns {list(names)}; an example lacks {missing}"
-                )
+        check_columns(batch, names)
 
 
 def default_xgboost_inference_fn(
@@ -125,7 +120,7 @@ def default_xgboost_inference_fn(
     """
     kind = _batch_kind(batch)
     _check_features(batch, kind, model)
-    stacked = _stack(batch, kind)
+    stacked = _concatenate(batch, kind)
     if isinstance(model, xgboost.Booster):
         stacked = xgboost.DMatrix(stacked)
     predictions = model.predict(stacked, **(inference_args or {}))
@@ -167,13 +162,11 @@ def _load_xgboost_model(model_class: Callable[..., XGBoostModel], model_state: s
     name = getattr(model_class, "__name__", repr(model_class))
     with open_model_file(model_state) as file:
         data = file.read()
-    try:
+    with load_step(
+        f"cannot build model_class {name}() to load {model_state!r} into",
+        "model_class must build an XGBoost model with no arguments",
+    ):
         model = model_class()
-    except Exception as error:
-        raise ModelLoadError(
-            f"cannot build model_class {name}() to load {model_state!r} into "
-            f"({type(error).__name__}: {error})"
-        ) from error
     if not callable(getattr(model, "load_model", None)):
         raise ModelLoadError(
             f"model_class {name} made a {type(model).__name__}, which has no load_model(); "
@@ -182,7 +175,7 @@ def _load_xgboost_model(model_class: Callable[..., XGBoostModel], model_state: s
     try:
         model.load_model(bytearray(data))
     except Exception as error:
-        cause = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        cause = first_line(error)
         written_by = _version_in(data)
         ours = tuple(int(part) for part in re.findall(r"\d+", xgboost.__version__)[:3])
         if written_by and written_by != ours:
@@ -201,7 +194,7 @@ def _load_xgboost_model(model_class: Callable[..., XGBoostModel], model_state: s
     return model
 
 
-class XGBoostModelHandler(OptionsHandler):
+class XGBoostModelHandler(FrameworkHandler):
     """Loads `model_state` into `model_class()` and predicts tables of rows.
 
     The base of the four XGBoost handlers, which differ only in the kind of table they
@@ -214,16 +207,17 @@ class XGBoostModelHandler(OptionsHandler):
             written by `model.save_model`.
         inference_fn: `fn(batch, model, inference_args)` returning PredictionResults; by
             default every example is predicted in one `predict` call.
-        min_batch_size: The smallest batch `BatchElements` makes.
-        max_batch_size: The largest batch `BatchElements` makes.
-        max_batch_duration_secs: The longest a batch waits to fill, in streaming.
-        **kwargs: `env_vars`, a dict of environment variables set before loading.
+        min_batch_size, max_batch_size, max_batch_duration_secs, **kwargs: Batching and
+            `env_vars`, as every framework handler takes them (see `base.HandlerOptions`).
 
     Raises:
         ValueError: if `model_class` or `model_state` is missing, or `model_class` is a
             class that is not an XGBoost model.
         TypeError: for an unknown keyword argument.
     """
+
+    metrics_namespace = "BeamML_XGBoost"
+    returns_results = True
 
     def __init__(
         self,
@@ -236,8 +230,11 @@ class XGBoostModelHandler(OptionsHandler):
         max_batch_duration_secs: Optional[int] = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__()
-        handler = type(self).__name__
+        super().__init__(locals())
+
+    def _accept(self, arguments: Dict[str, Any]) -> str:
+        handler, model_class = type(self).__name__, arguments["model_class"]
+        model_state = arguments["model_state"]
         if model_class is None:
             raise ValueError(
                 f"{handler} needs model_class, the XGBoost class whose state {model_state!r} "
@@ -255,65 +252,14 @@ class XGBoostModelHandler(OptionsHandler):
                 f"{handler} needs model_state, the path of a JSON or UBJ file written by "
                 "model.save_model()"
             )
-        self._configure(HandlerOptions.of(
-            min_batch_size, max_batch_size, max_batch_duration_secs, False, None, kwargs
-        ))
         self._model_class = model_class
-        self._model_state = model_state
-        self._inference_fn = inference_fn
+        return model_state
 
-    def load_model(self) -> XGBoostModel:
-        """Builds `model_class()` and loads the state file into it.
+    def _load(self, path: str) -> XGBoostModel:
+        return _load_xgboost_model(self._model_class, path)
 
-        Raises:
-            ModelLoadError: if the file is missing or unreadable, is not an XGBoost state
-                file, was written by an XGBoost version this one cannot read, or does not
-                fit `model_class`.
-        """
-        return _load_xgboost_model(self._model_class, self._model_state)
-
-    def run_inference(
-        self,
-        batch: Sequence[Any],
-        model: XGBoostModel,
-        inference_args: Optional[Dict[str, Any]] = None,
-    ) -> Iterable[PredictionResult]:
-        """Predicts the rows of each example with `inference_fn`.
-
-        Args:
-            batch: The examples, tables of rows with the model's features as columns.
-            model: The model `load_model` returned.
-            inference_args: Extra keyword arguments for `predict`.
-
-        Returns:
-            One PredictionResult per example, whose model_id is `model_state`.
-
-        Raises:
-            InvalidExampleError: naming the model, if an example does not fit it.
-        """
-        try:
-            results = list(self._inference_fn(batch, model, inference_args))
-        except InvalidExampleError as error:
-            raise InvalidExampleError(f"model {self._model_state!r}: {error}") from error
-        return [
-            result._replace(model_id=self._model_state) if result.model_id is None else result
-            for result in results
-        ]
-
-    def update_model_path(self, model_path: Optional[str] = None) -> None:
-        """Points the handler at a new state file; the next `load_model` reads it."""
-        self._model_state = model_path or self._model_state
-
-    def validate_inference_args(self, inference_args: Optional[Dict[str, Any]]) -> None:
-        """Accepts any `inference_args`: they go to `predict` as keyword arguments."""
-
-    def get_metrics_namespace(self) -> str:
-        """Returns `BeamML_XGBoost`, Beam's namespace for XGBoost."""
-        return "BeamML_XGBoost"
-
-    def get_num_bytes(self, batch: Sequence[Any]) -> int:
-        """Returns the summed in-memory size of the examples."""
-        return sum(sys.getsizeof(example) for example in batch)
+    def _infer(self, batch: Sequence[Any], model: Any, inference_args: Dict[str, Any]) -> Any:
+        return self._inference_fn(batch, model, inference_args)
 
 
 class XGBoostModelHandlerNumpy(XGBoostModelHandler):
@@ -321,10 +267,6 @@ class XGBoostModelHandlerNumpy(XGBoostModelHandler):
 
     Takes the arguments of `XGBoostModelHandler`.
     """
-
-    def get_num_bytes(self, batch: Sequence[numpy.ndarray]) -> int:
-        """Returns the summed size of the arrays' data in bytes."""
-        return sum(example.nbytes for example in batch)
 
 
 class XGBoostModelHandlerPandas(XGBoostModelHandler):
@@ -334,20 +276,12 @@ class XGBoostModelHandlerPandas(XGBoostModelHandler):
     column names; examples must have those columns.
     """
 
-    def get_num_bytes(self, batch: Sequence[Any]) -> int:
-        """Returns the summed deep memory usage of the DataFrames."""
-        return int(sum(frame.memory_usage(deep=True).sum() for frame in batch))
-
 
 class XGBoostModelHandlerSciPy(XGBoostModelHandler):
     """Runs an XGBoost model on scipy sparse matrices, each holding one or more rows.
 
     Takes the arguments of `XGBoostModelHandler`.
     """
-
-    def get_num_bytes(self, batch: Sequence[Any]) -> int:
-        """Returns the summed size of the matrices' stored data in bytes."""
-        return sum(getattr(example, "data", numpy.empty(0)).nbytes for example in batch)
 
 
 class XGBoostModelHandlerDatatable(XGBoostModelHandler):

@@ -1,0 +1,229 @@
+"""The framework base: what every framework handler does, written once.
+
+A framework module (sklearn.py, pytorch.py, ...) keeps Beam's public constructors, whose
+bodies pass their arguments here with `super().__init__(locals())`, and three hooks:
+
+- `_accept(arguments)`: checks and keeps the framework's own arguments; returns the path
+  of the model.
+- `_load(path)`: loads the model at a path.
+- `_infer(batch, model, inference_args)`: calls the inference function the way Beam's
+  functions for this framework are called.
+
+`FrameworkHandler` does the rest: the model path (`update_model_path`, `get_model_id`),
+the batching, sharing and environment options, which inference functions take no
+`inference_args`, the metrics namespace, the byte count, naming the model in the errors of
+a load or of a batch, and turning a batch's predictions into PredictionResults. Handlers never stamp a model_id on
+their results: RunInference names the model that served each batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, ClassVar, Dict, Iterable, Mapping, Optional, Sequence, Tuple
+
+from liveinference.contract import ModelHandler, PredictionResult
+from liveinference.errors import InvalidExampleError
+from liveinference.frameworks.batches import example_bytes, to_prediction_results
+from liveinference.frameworks.loading import load_step
+
+__all__ = ["FrameworkHandler", "HandlerOptions"]
+
+_KNOWN_KWARGS = frozenset({"env_vars"})
+
+
+@dataclasses.dataclass(frozen=True)
+class HandlerOptions:
+    """Batching bounds, cross-process sharing and environment variables of a handler.
+
+    Every framework handler's constructor takes them as Beam's handlers do:
+    `min_batch_size`, `max_batch_size` (the smallest and largest batch `BatchElements`
+    makes), `max_batch_duration_secs` (the longest a batch waits to fill, in streaming),
+    `large_model` (keep one copy of the model per machine instead of per process),
+    `model_copies` (how many copies to keep per machine; implies sharing) and, in
+    `**kwargs`, `env_vars` (a dict of environment variables set before the model loads).
+
+    Attributes:
+        min_batch_size: The smallest batch `BatchElements` makes, if set.
+        max_batch_size: The largest batch `BatchElements` makes, if set.
+        max_batch_duration_secs: The longest a batch waits to fill, if set.
+        share_across_processes: Keep one copy of the model per machine.
+        model_copies: How many copies to keep per machine when sharing.
+        env_vars: Environment variables set before the model loads.
+    """
+
+    min_batch_size: Optional[int] = None
+    max_batch_size: Optional[int] = None
+    max_batch_duration_secs: Optional[float] = None
+    share_across_processes: bool = False
+    model_copies: int = 1
+    env_vars: Dict[str, str] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def take(cls, arguments: Dict[str, Any]) -> "HandlerOptions":
+        """Removes the options from a constructor's arguments, checks and returns them.
+
+        Args:
+            arguments: The constructor's arguments by name; `min_batch_size`,
+                `max_batch_size`, `max_batch_duration_secs`, `large_model`,
+                `model_copies` and `kwargs` (its `**kwargs`) are taken out where present.
+
+        Raises:
+            TypeError: for a keyword argument no handler takes (a likely typo).
+            ValueError: for batch sizes that are not positive or min above max, or
+                `model_copies` below 1.
+        """
+        low, high = arguments.pop("min_batch_size", None), arguments.pop("max_batch_size", None)
+        duration = arguments.pop("max_batch_duration_secs", None)
+        large_model = arguments.pop("large_model", False)
+        copies = arguments.pop("model_copies", None)
+        kwargs = arguments.pop("kwargs", {})
+        unknown = sorted(set(kwargs) - _KNOWN_KWARGS)
+        if unknown:
+            raise TypeError(
+                f"unknown handler keyword arguments {unknown}; handlers take "
+                f"{sorted(_KNOWN_KWARGS)} besides their named parameters"
+            )
+        for name, size in (("min_batch_size", low), ("max_batch_size", high)):
+            if size is not None and size < 1:
+                raise ValueError(f"{name} must be at least 1, got {size}")
+        if low and high and low > high:
+            raise ValueError(f"min_batch_size {low} is larger than max_batch_size {high}")
+        if copies is not None and copies < 1:
+            raise ValueError(f"model_copies must be at least 1, got {copies}")
+        env_vars = dict(kwargs.get("env_vars", {}))
+        return cls(low, high, duration, large_model or copies is not None, copies or 1, env_vars)
+
+    def batch_elements_kwargs(self) -> Dict[str, Any]:
+        """Returns the set batch bounds as `beam.BatchElements` keyword arguments."""
+        names = ("min_batch_size", "max_batch_size", "max_batch_duration_secs")
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+
+
+class FrameworkHandler(ModelHandler):
+    """Base of the framework handlers: one model path, Beam's options, one way to infer.
+
+    A subclass sets the class attributes, implements `_accept`, `_load` and `_infer`,
+    and its public constructor calls `super().__init__(locals())`.
+
+    Attributes:
+        metrics_namespace: Beam's metrics namespace for the handler.
+        fns_without_args: The inference functions that take no `inference_args`;
+            `validate_inference_args` refuses them for these, and accepts any for the
+            others (Beam's PyTorch and TensorFlow handlers accept any).
+        returns_results: True where the inference functions return PredictionResults
+            (Beam's PyTorch, TensorFlow, Hugging Face and XGBoost functions do), False
+            where they return one prediction per example.
+
+    Args:
+        arguments: The public constructor's `locals()`: Beam's arguments by name,
+            `inference_fn` and the options among them, `**kwargs` as `kwargs`.
+
+    Raises:
+        TypeError: for an unknown keyword argument.
+        ValueError: for bad batching options, or what `_accept` refuses.
+    """
+
+    metrics_namespace: ClassVar[str] = "RunInference"
+    fns_without_args: ClassVar[Tuple[Callable[..., Any], ...]] = ()
+    returns_results: ClassVar[bool] = False
+
+    def __init__(self, arguments: Mapping[str, Any]) -> None:
+        super().__init__()
+        given = {
+            name: value
+            for name, value in arguments.items()
+            if name != "self" and not name.startswith("__")
+        }
+        self._options = HandlerOptions.take(given)
+        self._env_vars = self._options.env_vars
+        self._inference_fn = given.pop("inference_fn")
+        self._model_path = self._accept(given)
+
+    def _accept(self, arguments: Dict[str, Any]) -> str:
+        """Checks and keeps the framework's own constructor arguments.
+
+        Returns:
+            The path of the model to load.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement _accept()")
+
+    def _load(self, path: str) -> Any:
+        """Loads and returns the model at `path`."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _load()")
+
+    def _infer(self, batch: Sequence[Any], model: Any, inference_args: Dict[str, Any]) -> Any:
+        """Calls the inference function on the batch, as Beam calls it for the framework."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _infer()")
+
+    def load_model(self) -> Any:
+        """Loads the model at the current path.
+
+        Raises:
+            ModelLoadError: naming the path, if the model cannot be loaded.
+        """
+        path = self._model_path
+        with load_step(
+            f"cannot load model {path!r}",
+            "check that it was saved for this handler and with the arguments given here",
+        ):
+            return self._load(path)
+
+    def run_inference(
+        self, batch: Sequence[Any], model: Any, inference_args: Optional[Dict[str, Any]] = None
+    ) -> Iterable[PredictionResult]:
+        """Runs the inference function on a batch; one PredictionResult per example.
+
+        Args:
+            batch: The examples.
+            model: The model `load_model` returned.
+            inference_args: Extra arguments for the model call; they are not batched.
+
+        Returns:
+            One PredictionResult per example, in order; its model_id is None, and
+            RunInference names the model that served the batch.
+
+        Raises:
+            InvalidExampleError: naming the model, if the examples do not fit it.
+        """
+        try:
+            output = self._infer(batch, model, inference_args or {})
+            return output if self.returns_results else to_prediction_results(batch, output)
+        except InvalidExampleError as error:
+            raise InvalidExampleError(f"model {self._model_path!r}: {error}") from error
+
+    def update_model_path(self, model_path: Optional[str] = None) -> None:
+        """Points the handler at a new model; the next `load_model` reads it."""
+        self._model_path = model_path or self._model_path
+
+    def get_model_id(self) -> str:
+        """Returns the path of the model the handler loads: the id its predictions carry."""
+        return self._model_path or type(self).__name__
+
+    def validate_inference_args(self, inference_args: Optional[Dict[str, Any]]) -> None:
+        """Accepts any `inference_args`, unless the inference function takes none.
+
+        Raises:
+            ValueError: for `inference_args` given to one of `fns_without_args`.
+        """
+        if self._inference_fn in self.fns_without_args:
+            super().validate_inference_args(inference_args)
+
+    def get_metrics_namespace(self) -> str:
+        """Returns Beam's metrics namespace for this handler."""
+        return self.metrics_namespace
+
+    def get_num_bytes(self, batch: Sequence[Any]) -> int:
+        """Returns the summed size of the examples' data in bytes."""
+        return sum(example_bytes(example) for example in batch)
+
+    def batch_elements_kwargs(self) -> Dict[str, Any]:
+        """Returns the batch size bounds given to the constructor."""
+        return self._options.batch_elements_kwargs()
+
+    def share_model_across_processes(self) -> bool:
+        """Returns True for `large_model=True` or an explicit `model_copies`."""
+        return self._options.share_across_processes
+
+    def model_copies(self) -> int:
+        """Returns the number of copies of a model shared across processes."""
+        return self._options.model_copies
