@@ -24,7 +24,7 @@ ROW = numpy.zeros(4)
 
 def _predict(slot):
     serving = slot.current()
-    [result] = serving.handler.run_inference([ROW], serving.model)
+    [result] = serving.stamp(list(serving.handler.run_inference([ROW], serving.model)))
     return int(result.inference), result.model_id
 
 
@@ -41,7 +41,7 @@ def _poll_until_quiet(refresher, polls=3):
 def slot_and_handler(model_dir):
     handler = SklearnModelHandlerNumpy(str(model_dir / "v1.pkl"))
     slot = ModelSlot(handler, handler.load_model)
-    slot.serving()
+    slot.wait_for_model()
     return slot, handler
 
 
@@ -54,8 +54,8 @@ def test_a_new_file_is_swapped_in_and_names_its_predictions(model_dir, slot_and_
     assert _predict(slot) == (2, new)
     assert slot.current().model_name == "v2"
     reports = [e for e in slot.take_events() if isinstance(e, LoadReport)]
-    assert [r.model_id for r in reports] == [None, new]
-    assert handler._model_uri == str(model_dir / "v1.pkl"), "the serving handler is never mutated"
+    assert [r.model_id for r in reports] == [str(model_dir / "v1.pkl"), new]
+    assert handler.get_model_id() == str(model_dir / "v1.pkl"), "the serving handler is never mutated"
 
 
 def test_a_corrupt_file_is_reported_and_the_last_good_model_keeps_serving(model_dir, slot_and_handler):
@@ -144,7 +144,7 @@ def test_fifty_refreshes_do_not_keep_growing_memory(tmp_path):
     write_big(0)
     handler = SklearnModelHandlerNumpy(str(watched / "model.pkl"))
     slot = ModelSlot(handler, handler.load_model)
-    slot.serving()
+    slot.wait_for_model()
     refresher = _refresher(slot, handler, str(watched / "*.pkl"))
     rss = []
     for label in range(1, 51):

@@ -81,15 +81,12 @@ public class ExpansionServiceTest {
                             .withExpansionService(SERVICE)));
     assertTrue(unknown.getMessage(), unknown.getMessage().contains(
         "unknown handler 'sklearn_numpyy'"));
-    // The service checks model paths only inside its --model-root, the folder of MODEL.
-    String absent = new java.io.File(new java.io.File(MODEL).getParentFile(), "missing.pkl")
-        .getPath();
     IllegalArgumentException missing =
         assertThrows(
             IllegalArgumentException.class,
-            () -> lines().apply(classifier().withHandlerArg("model_uri", absent)));
+            () -> lines().apply(classifier().withHandlerArg("model_uri", "/no/such/model.pkl")));
     assertTrue(missing.getMessage(), missing.getMessage().contains(
-        "no model file at '" + absent + "'"));
+        "no model file at '/no/such/model.pkl'"));
     IllegalArgumentException outside =
         assertThrows(
             IllegalArgumentException.class,
