@@ -3,8 +3,10 @@
     liveinference serve [--host 127.0.0.1] [--port 8097] [--worker-pool-dir DIR]
                         [--tls-cert server.pem --tls-key server.key [--tls-client-ca ca.pem]]
                         [--allow-module mypackage.features] [--allow-inline-source]
+                        [--model-root DIR ...]
 
-A host other than loopback is refused unless TLS files are given.
+A host other than loopback is refused unless TLS files are given. The service checks that a
+model file exists only inside a `--model-root` folder; other paths are left to the workers.
 
 It prints one line with the addresses once it listens, and stops cleanly on SIGTERM or
 SIGINT (Ctrl-C), stopping the workers it started.
@@ -18,6 +20,7 @@ import signal
 import sys
 from typing import List, Optional
 
+from liveinference_expansion.model_paths import model_roots
 from liveinference_expansion.policy import DEFAULT_ALLOWED_MODULES, Policy
 from liveinference_expansion.tls import InsecureListenRefused, TlsFiles
 
@@ -70,6 +73,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--allow-inline-source", action="store_true",
                        help="accept Python source for functions: this runs ARBITRARY CODE "
                        "sent by any client that can reach the service")
+    serve.add_argument("--model-root", action="append", default=[], metavar="DIR",
+                       help="a folder of model files (repeatable): a request naming a missing "
+                       "file inside it is refused when the pipeline is built; about paths "
+                       "elsewhere the service answers nothing (the workers report them when "
+                       "they load), so clients cannot probe which files exist")
     serve.add_argument("--log-level", default="INFO",
                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
@@ -89,9 +97,15 @@ def _serve(args: argparse.Namespace) -> int:
         sys.stderr.write("liveinference serve: TLS needs both --tls-cert and --tls-key "
                          "(--tls-client-ca only with them)\n")
         return 2
+    try:
+        roots = model_roots(args.model_root)
+    except NotADirectoryError as error:
+        sys.stderr.write(f"liveinference serve: {error}\n")
+        return 2
     policy = Policy(
         allowed_modules=tuple(dict.fromkeys([*DEFAULT_ALLOWED_MODULES, *args.allow_module])),
         allow_inline_source=args.allow_inline_source,
+        model_roots=roots,
     )
     config = ServiceConfig(
         host=args.host,

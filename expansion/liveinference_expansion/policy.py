@@ -1,5 +1,6 @@
 """What a configured RunInference may call: functions from allowed modules, inline source
-only when the service was started to run arbitrary code.
+only when the service was started to run arbitrary code; and which model paths the service
+itself looks at (`model_roots`, see `model_paths`).
 
 The expansion service sets the policy once at start (`set_policy`); Python users get the
 default, which allows `liveinference_expansion.functions` and refuses inline source.
@@ -42,10 +43,14 @@ class Policy:
         allowed_modules: Modules (and their submodules) whose functions may be named.
         allow_inline_source: Whether Python source (`lambda x: ...`, `def f(x): ...`) may be
             given instead of a name; it runs arbitrary code on the workers.
+        model_roots: Real paths of the folders whose model files the service checks when a
+            pipeline is built (`model_paths.model_roots`); paths elsewhere are left to the
+            workers, so that clients learn nothing about other files.
     """
 
     allowed_modules: Tuple[str, ...] = DEFAULT_ALLOWED_MODULES
     allow_inline_source: bool = False
+    model_roots: Tuple[str, ...] = ()
 
     def allows_module(self, module: str) -> bool:
         """Returns True if `module` is an allowed module or inside one."""

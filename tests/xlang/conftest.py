@@ -63,9 +63,12 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 @pytest.fixture(scope="session")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[xlang_runtime.Running]:
-    """One expansion service (with its worker pool) for the session, on loopback."""
-    with xlang_runtime.start_service(tmp_path_factory.mktemp("service")) as running:
+def service(tmp_path_factory: pytest.TempPathFactory,
+            models: dict) -> Iterator[xlang_runtime.Running]:
+    """One expansion service (with its worker pool) for the session, on loopback, whose model
+    root is the folder of `models`."""
+    with xlang_runtime.start_service(tmp_path_factory.mktemp("service"), "--model-root",
+                                     str(models["v1"].parent)) as running:
         yield running
 
 

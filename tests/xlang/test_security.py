@@ -32,10 +32,13 @@ from apache_beam.portability.api import (
     external_transforms_pb2,
     schema_pb2,
 )
+from apache_beam.runners import pipeline_context
+from apache_beam.transforms.core import Windowing
 from apache_beam.transforms.fully_qualified_named_transform import (
     PYTHON_FULLY_QUALIFIED_NAMED_TRANSFORM_URN,
     FullyQualifiedNamedTransform,
 )
+from apache_beam.transforms.window import GlobalWindows
 from google.protobuf import wrappers_pb2
 
 from examples import xlang_runtime
@@ -235,6 +238,44 @@ def test_pickled_coder_in_the_components_is_refused_unread(service, attacker, tm
     assert ("refused before decoding: coder 'evil' has URN 'beam:coder:pickled_python:v1', "
             "not a standard Beam coder") in error
     assert not marker.exists()
+
+
+def _with_an_input(transform: beam_runner_api_pb2.PTransform) -> bytes:
+    """The request as Java sends it: the transform applied to an Impulse's bytes."""
+    context = pipeline_context.PipelineContext()
+    components = beam_runner_api_pb2.Components(
+        pcollections={"input": beam_runner_api_pb2.PCollection(
+            unique_name="input", coder_id=context.coders.get_id(beam.coders.BytesCoder()),
+            windowing_strategy_id=context.windowing_strategies.get_id(
+                Windowing(GlobalWindows())))},
+        transforms={"impulse": beam_runner_api_pb2.PTransform(
+            unique_name="impulse", outputs={"out": "input"},
+            spec=beam_runner_api_pb2.FunctionSpec(urn=common_urns.primitives.IMPULSE.urn))},
+    )
+    components.MergeFrom(context.to_runner_api())
+    transform.inputs["input"] = "input"
+    return _request(transform, components)
+
+
+def test_expansion_does_not_tell_which_files_exist(service, attacker, models, tmp_path):
+    """Existing, root-only and missing files outside the model root get the same answer (the
+    workers report a bad path when they load it); inside the root a missing file is named."""
+    secret = tmp_path / "root-only.pkl"
+    secret.write_bytes(b"not for nobody")
+    secret.chmod(0o600)
+    root = models["v1"].parent
+    probes = ["/etc/shadow", str(secret), "/no/such/model.pkl", str(tmp_path / "absent.pkl"),
+              f"{root}/../../no/such/model.pkl", f"{root}/../{root.name}-other/model.pkl"]
+    answers = {
+        path: _refusal(attacker.send(service.address, EXPAND, _with_an_input(_named_transform(
+            handler="sklearn_numpy", handler_args=beam.Row(model_uri=path)))))
+        for path in probes
+    }
+    assert answers == {path: "" for path in probes}
+    missing = str(root / "missing.pkl")
+    error = _refusal(attacker.send(service.address, EXPAND, _with_an_input(_named_transform(
+        handler="sklearn_numpy", handler_args=beam.Row(model_uri=missing)))))
+    assert f"no model file at {missing!r} (in model root {str(root)!r})" in error
 
 
 def _artifact_request(path: str) -> bytes:

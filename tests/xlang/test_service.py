@@ -96,9 +96,10 @@ def test_bad_requests_are_refused_naming_the_problem_and_the_service_stays_up(se
     message = refused(service.address, handler="sklearn_numpy", handler_args=model,
                       exception_handling="yes")
     assert "exception_handling must be a boolean, got str 'yes'" in message
+    missing = str(models["v1"].parent / "missing.pkl")
     message = refused(service.address, handler="sklearn_numpy",
-                      handler_args=beam.Row(model_uri="/no/such/model.pkl"))
-    assert "no model file at '/no/such/model.pkl'" in message
+                      handler_args=beam.Row(model_uri=missing))
+    assert f"no model file at {missing!r} (in model root" in message
     message = refused(service.address, handler="sklearn_numpy", handler_args=model,
                       inference_type="decimal")
     assert "inference_type 'decimal' is not a type this service knows" in message
@@ -138,3 +139,13 @@ def test_unknown_command_line_flag_is_refused():
         capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 2 and "unrecognized arguments: --prot" in result.stderr
+
+
+def test_a_model_root_that_is_not_a_folder_is_refused(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "liveinference_expansion", "serve", "--port", "0",
+         "--model-root", str(tmp_path / "none")],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"model root {str(tmp_path / 'none')!r} is not a directory" in result.stderr

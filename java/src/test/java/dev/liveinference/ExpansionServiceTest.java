@@ -81,12 +81,15 @@ public class ExpansionServiceTest {
                             .withExpansionService(SERVICE)));
     assertTrue(unknown.getMessage(), unknown.getMessage().contains(
         "unknown handler 'sklearn_numpyy'"));
+    // The service checks model paths only inside its --model-root, the folder of MODEL.
+    String absent = new java.io.File(new java.io.File(MODEL).getParentFile(), "missing.pkl")
+        .getPath();
     IllegalArgumentException missing =
         assertThrows(
             IllegalArgumentException.class,
-            () -> lines().apply(classifier().withHandlerArg("model_uri", "/no/such/model.pkl")));
+            () -> lines().apply(classifier().withHandlerArg("model_uri", absent)));
     assertTrue(missing.getMessage(), missing.getMessage().contains(
-        "no model file at '/no/such/model.pkl'"));
+        "no model file at '" + absent + "'"));
     IllegalArgumentException outside =
         assertThrows(
             IllegalArgumentException.class,
