@@ -17,11 +17,11 @@ import collections.abc
 import enum
 import importlib
 import inspect
-import os
 import typing
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from liveinference import KeyedModelHandler, KeyModelMapping
+from liveinference_expansion.model_paths import check_model_path
 from liveinference_expansion.policy import Policy
 
 __all__ = ["HANDLERS", "as_plain", "build_handler", "build_keyed_handler", "describe_handlers"]
@@ -190,16 +190,6 @@ def _convert(handler: str, name: str, value: Any, hint: Any, policy: Policy) -> 
     return as_plain(value)
 
 
-def _check_model_path(handler: str, name: str, path: str) -> None:
-    if "://" in path:
-        return  # a remote filesystem: checked by the workers when they load it
-    if not os.path.exists(path):
-        raise FileNotFoundError(
-            f"handler {handler!r} argument {name!r}: no model file at {path!r} (as seen by the "
-            "expansion service); give a path that the service and the Python workers can read"
-        )
-
-
 def build_handler(name: str, args: Mapping[str, Any], policy: Policy) -> Any:
     """Builds the named handler from plain keyword arguments, checking each one.
 
@@ -214,7 +204,8 @@ def build_handler(name: str, args: Mapping[str, Any], policy: Policy) -> Any:
     Raises:
         ValueError: for an unknown handler name or an unloadable framework.
         TypeError: for an unknown argument or a value of the wrong type.
-        FileNotFoundError: for a local model file that does not exist.
+        FileNotFoundError: for a missing model file inside a model root
+            (`policy.model_roots`); other paths are left to the workers.
     """
     cls = _handler_class(name)
     parameters = _parameters(cls)
@@ -236,7 +227,8 @@ def build_handler(name: str, args: Mapping[str, Any], policy: Policy) -> Any:
     }
     for key in _MODEL_PATH_ARGS:
         if isinstance(converted.get(key), str):
-            _check_model_path(name, key, converted[key])
+            check_model_path(converted[key], f"handler {name!r} argument {key!r}",
+                             policy.model_roots)
     return cls(**converted)
 
 
