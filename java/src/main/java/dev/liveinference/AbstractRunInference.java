@@ -1,9 +1,13 @@
 package dev.liveinference;
 
+import java.util.Arrays;
+import java.util.List;
+import org.apache.beam.sdk.schemas.Schema.FieldType;
 import org.apache.beam.sdk.transforms.PTransform;
 import org.apache.beam.sdk.values.PCollection;
 import org.apache.beam.sdk.values.POutput;
 import org.apache.beam.sdk.values.Row;
+import org.checkerframework.checker.nullness.qual.Nullable;
 import org.joda.time.Duration;
 
 /**
@@ -88,8 +92,8 @@ public abstract class AbstractRunInference<
   }
 
   /**
-   * Uses the expansion service at {@code host:port} instead of {@link
-   * RunInference#DEFAULT_EXPANSION_SERVICE}.
+   * Uses the expansion service at {@code host:port}. Without it, the transform starts {@code
+   * liveinference serve} itself (see {@link #withPython}).
    *
    * @param hostAndPort the address {@code liveinference serve} printed
    * @return a new transform using that service
@@ -98,6 +102,49 @@ public abstract class AbstractRunInference<
    */
   public SelfT withExpansionService(String hostAndPort) {
     return with(config.withExpansionService(hostAndPort));
+  }
+
+  /**
+   * The Python that runs {@code liveinference serve} when no expansion service address is
+   * given: the transform then starts the service on a free loopback port when it is applied,
+   * shares it with every other transform of this JVM that asks for the same Python and
+   * arguments, and stops it when the JVM exits. Without this method the Python is the system
+   * property {@code liveinference.python}, else the environment variable {@code
+   * LIVEINFERENCE_PYTHON}, else {@code python3} on the PATH.
+   *
+   * @param executable the path of a Python that has liveinference installed
+   * @return a new transform that starts its service with that Python
+   * @throws IllegalArgumentException if the path is null or blank
+   */
+  public SelfT withPython(String executable) {
+    return with(config.withPython(executable));
+  }
+
+  /**
+   * Adds arguments to the {@code liveinference serve} command of a service the transform
+   * starts itself, such as {@code "--allow-module", "mypkg.features"}, or {@code
+   * "--process-workers"} for Flink. Ignored with {@link #withExpansionService}.
+   *
+   * @param args arguments of {@code liveinference serve}, after those added before
+   * @return a new transform with the arguments
+   * @throws IllegalArgumentException if an argument is null or blank
+   */
+  public SelfT withServiceArgs(String... args) {
+    return with(config.withServiceArgs(Arrays.asList(args)));
+  }
+
+  /**
+   * With a model per key ({@link RunInference#ofKVs(FieldType, FieldType, FieldType, List)}),
+   * the most models each Python worker keeps loaded; the least recently used
+   * goes first.
+   *
+   * @param maxModels at least 1
+   * @return a new transform with the bound
+   * @throws IllegalArgumentException if {@code maxModels} is below 1, or the transform does not
+   *     serve a model per key
+   */
+  public SelfT withMaxModelsPerWorker(int maxModels) {
+    return with(config.withMaxModelsPerWorker(maxModels));
   }
 
   /**
@@ -163,9 +210,9 @@ public abstract class AbstractRunInference<
   /**
    * The expansion service this transform will call.
    *
-   * @return {@code host:port}
+   * @return {@code host:port}, or null when the transform starts its own service
    */
-  public String expansionService() {
+  public @Nullable String expansionService() {
     return config.expansionService();
   }
 }

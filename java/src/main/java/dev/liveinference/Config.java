@@ -4,9 +4,7 @@ import com.google.auto.value.AutoValue;
 import java.io.Serializable;
 import java.util.ArrayList;
 import java.util.Collections;
-import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Map;
 import java.util.regex.Pattern;
 import org.apache.beam.sdk.coders.Coder;
 import org.apache.beam.sdk.coders.KvCoder;
@@ -30,21 +28,12 @@ abstract class Config implements Serializable {
 
   private static final long serialVersionUID = 1L;
   private static final Pattern HANDLER = Pattern.compile("[A-Za-z_][A-Za-z0-9_.]*");
-  private static final Pattern IDENTIFIER = Pattern.compile("[A-Za-z_][A-Za-z0-9_]*");
   private static final Pattern HOST_PORT =
       Pattern.compile("(\\[[0-9a-fA-F:.]+\\]|[^:\\s]+):(\\d{1,5})");
-  private static final List<Class<?>> ARG_TYPES =
-      List.of(
-          String.class,
-          Long.class,
-          Integer.class,
-          Double.class,
-          Float.class,
-          Boolean.class,
-          Row.class);
   private static final Duration DEFAULT_CONNECT_TIMEOUT = Duration.standardSeconds(10);
 
-  abstract String handler();
+  /** The handler name; null for a model per key ({@link #keyModels()}). */
+  abstract @Nullable String handler();
 
   abstract FieldType exampleType();
 
@@ -52,7 +41,11 @@ abstract class Config implements Serializable {
 
   abstract @Nullable FieldType keyType();
 
-  abstract Map<String, Object> handlerArgs();
+  abstract HandlerArgs handlerArgs();
+
+  abstract List<KeyModelMapping> keyModels();
+
+  abstract @Nullable Integer maxModelsPerWorker();
 
   abstract List<String> preprocess();
 
@@ -64,7 +57,13 @@ abstract class Config implements Serializable {
 
   abstract boolean exceptionHandling();
 
-  abstract String expansionService();
+  /** The service's host:port; null to start {@code liveinference serve} from {@link #python}. */
+  abstract @Nullable String expansionService();
+
+  /** The Python that runs a started service; null: system property, environment, python3. */
+  abstract @Nullable String python();
+
+  abstract List<String> serviceArgs();
 
   abstract Duration connectTimeout();
 
@@ -75,7 +74,7 @@ abstract class Config implements Serializable {
   /** The one way to make a changed copy; only {@link Config}'s own methods use it. */
   @AutoValue.Builder
   abstract static class Builder {
-    abstract Builder setHandler(String handler);
+    abstract Builder setHandler(@Nullable String handler);
 
     abstract Builder setExampleType(FieldType exampleType);
 
@@ -83,7 +82,11 @@ abstract class Config implements Serializable {
 
     abstract Builder setKeyType(@Nullable FieldType keyType);
 
-    abstract Builder setHandlerArgs(Map<String, Object> handlerArgs);
+    abstract Builder setHandlerArgs(HandlerArgs handlerArgs);
+
+    abstract Builder setKeyModels(List<KeyModelMapping> keyModels);
+
+    abstract Builder setMaxModelsPerWorker(@Nullable Integer maxModelsPerWorker);
 
     abstract Builder setPreprocess(List<String> preprocess);
 
@@ -95,7 +98,11 @@ abstract class Config implements Serializable {
 
     abstract Builder setExceptionHandling(boolean exceptionHandling);
 
-    abstract Builder setExpansionService(String expansionService);
+    abstract Builder setExpansionService(@Nullable String expansionService);
+
+    abstract Builder setPython(@Nullable String python);
+
+    abstract Builder setServiceArgs(List<String> serviceArgs);
 
     abstract Builder setConnectTimeout(Duration connectTimeout);
 
@@ -111,19 +118,47 @@ abstract class Config implements Serializable {
               + " \"sklearn_numpy\" (a Python identifier, dots allowed), got "
               + quote(handler));
     }
+    return start(exampleType, inferenceType).setHandler(handler).build();
+  }
+
+  static Config ofKeyModels(
+      FieldType keyType,
+      FieldType exampleType,
+      FieldType inferenceType,
+      List<KeyModelMapping> keyModels) {
+    if (keyModels == null || keyModels.isEmpty()) {
+      throw new IllegalArgumentException(
+          "ofKVs needs at least one KeyModelMapping (keys -> handler), got " + keyModels);
+    }
+    Config config =
+        start(exampleType, inferenceType).setKeyModels(List.copyOf(keyModels)).build();
+    config = config.keyed(keyType);
+    for (KeyModelMapping mapping : keyModels) {
+      if (!mapping.keysAre(keyType)) {
+        throw new IllegalArgumentException(
+            "the keys of KeyModelMapping "
+                + mapping
+                + " do not match keyType "
+                + keyType.getTypeName()
+                + "; give Strings for STRING keys and Longs for INT64 keys");
+      }
+    }
+    return config;
+  }
+
+  private static Builder start(FieldType exampleType, FieldType inferenceType) {
     typeName(exampleType, "exampleType");
     typeName(inferenceType, "inferenceType");
     return new AutoValue_Config.Builder()
-        .setHandler(handler)
         .setExampleType(exampleType)
         .setInferenceType(inferenceType)
-        .setHandlerArgs(Map.of())
+        .setHandlerArgs(HandlerArgs.NONE)
+        .setKeyModels(List.of())
         .setPreprocess(List.of())
         .setPostprocess(List.of())
         .setExceptionHandling(false)
-        .setExpansionService(RunInference.DEFAULT_EXPANSION_SERVICE)
-        .setConnectTimeout(DEFAULT_CONNECT_TIMEOUT)
-        .build();
+        .setServiceArgs(List.of())
+        .setConnectTimeout(DEFAULT_CONNECT_TIMEOUT);
   }
 
   Config keyed(FieldType keyType) {
@@ -136,35 +171,24 @@ abstract class Config implements Serializable {
   }
 
   Config withHandlerArg(String name, Object value) {
-    if (name == null || !IDENTIFIER.matcher(name).matches()) {
+    if (handler() == null) {
       throw new IllegalArgumentException(
-          "a handler argument name must be a Python identifier, got " + quote(name));
-    }
-    if (handlerArgs().containsKey(name)) {
-      throw new IllegalArgumentException(
-          "handler argument '"
+          "withHandlerArg(\""
               + name
-              + "' is already set to "
-              + handlerArgs().get(name)
-              + "; set each argument once");
+              + "\", ...): this transform serves a model per key; give each handler's arguments"
+              + " to its KeyModelMapping with KeyModelMapping.withHandlerArg");
     }
-    if (value == null || !ARG_TYPES.contains(value.getClass())) {
+    return toBuilder().setHandlerArgs(handlerArgs().with(name, value)).build();
+  }
+
+  Config withMaxModelsPerWorker(int maxModels) {
+    if (keyModels().isEmpty() || maxModels < 1) {
       throw new IllegalArgumentException(
-          "handler argument '"
-              + name
-              + "' is "
-              + (value == null ? "null" : "a " + value.getClass().getName())
-              + "; give a String, Long, Integer, Double, Float, Boolean or Row (callables by"
-              + " qualified name, enums by member name)");
+          "withMaxModelsPerWorker("
+              + maxModels
+              + "): give at least 1, on a transform made by ofKVs with KeyModelMappings");
     }
-    if ((value instanceof Double && !Double.isFinite((Double) value))
-        || (value instanceof Float && !Float.isFinite((Float) value))) {
-      throw new IllegalArgumentException(
-          "handler argument '" + name + "' is " + value + "; give a finite number");
-    }
-    Map<String, Object> args = new LinkedHashMap<>(handlerArgs());
-    args.put(name, value);
-    return toBuilder().setHandlerArgs(Collections.unmodifiableMap(args)).build();
+    return toBuilder().setMaxModelsPerWorker(maxModels).build();
   }
 
   Config withPreprocess(String qualifiedName) {
@@ -211,6 +235,28 @@ abstract class Config implements Serializable {
     return toBuilder().setExpansionService(hostAndPort).build();
   }
 
+  Config withPython(String executable) {
+    if (executable == null || executable.isBlank()) {
+      throw new IllegalArgumentException(
+          "withPython needs the path of a Python that has liveinference installed, got "
+              + quote(executable));
+    }
+    return toBuilder().setPython(executable).build();
+  }
+
+  Config withServiceArgs(List<String> args) {
+    for (String arg : args) {
+      if (arg == null || arg.isBlank()) {
+        throw new IllegalArgumentException(
+            "withServiceArgs: every argument of liveinference serve must be non-blank, got "
+                + args);
+      }
+    }
+    List<String> all = new ArrayList<>(serviceArgs());
+    all.addAll(args);
+    return toBuilder().setServiceArgs(Collections.unmodifiableList(all)).build();
+  }
+
   Config withConnectTimeout(Duration timeout) {
     checkPositive(timeout, "timeout", "withExpansionServiceTimeout");
     return toBuilder().setConnectTimeout(timeout).build();
@@ -234,16 +280,22 @@ abstract class Config implements Serializable {
 
   /** A short description for error messages. */
   String describe() {
-    return "handler=" + handler() + ", handler_args=" + handlerArgs().keySet();
+    if (handler() == null) {
+      return "key_models=" + keyModels();
+    }
+    return "handler=" + handler() + ", handler_args=" + handlerArgs();
   }
 
   /** The keyword arguments of {@code ConfiguredRunInference}, as a Row. */
   Row kwargs() {
-    Schema.Builder schema = Schema.builder().addStringField("handler");
+    Schema.Builder schema = Schema.builder();
     List<Object> values = new ArrayList<>();
-    values.add(handler());
+    if (handler() != null) {
+      schema.addStringField("handler");
+      values.add(handler());
+    }
     if (!handlerArgs().isEmpty()) {
-      Row args = handlerArgsRow();
+      Row args = handlerArgs().toRow();
       schema.addRowField("handler_args", args.getSchema());
       values.add(args);
     }
@@ -271,34 +323,33 @@ abstract class Config implements Serializable {
       schema.addBooleanField("keyed").addStringField("key_type");
       values.add(true);
       values.add(typeName(keyType, "keyType"));
+      if (!keyModels().isEmpty()) {
+        Row mappings = keyModelsRow(keyType);
+        schema.addRowField("key_models", mappings.getSchema());
+        values.add(mappings);
+      }
+    }
+    Integer maxModels = maxModelsPerWorker();
+    if (maxModels != null) {
+      schema.addInt64Field("max_models_per_worker_hint");
+      values.add(maxModels.longValue());
     }
     return Row.withSchema(schema.build()).addValues(values).build();
   }
 
-  private Row handlerArgsRow() {
+  /**
+   * The per-key mappings as one Row with a field per mapping ({@code mapping_0}, ...): a Java
+   * array holds Rows of one schema, and each mapping's handler arguments have their own.
+   */
+  private Row keyModelsRow(FieldType keyType) {
     Schema.Builder schema = Schema.builder();
-    for (Map.Entry<String, Object> arg : handlerArgs().entrySet()) {
-      Object value = arg.getValue();
-      String name = arg.getKey();
-      if (value instanceof String) {
-        schema.addStringField(name);
-      } else if (value instanceof Long) {
-        schema.addInt64Field(name);
-      } else if (value instanceof Integer) {
-        schema.addInt32Field(name);
-      } else if (value instanceof Double) {
-        schema.addDoubleField(name);
-      } else if (value instanceof Float) {
-        schema.addFloatField(name);
-      } else if (value instanceof Boolean) {
-        schema.addBooleanField(name);
-      } else {
-        schema.addRowField(name, ((Row) value).getSchema());
-      }
+    List<Object> values = new ArrayList<>();
+    for (int index = 0; index < keyModels().size(); index++) {
+      Row mapping = keyModels().get(index).toRow(keyType);
+      schema.addRowField("mapping_" + index, mapping.getSchema());
+      values.add(mapping);
     }
-    return Row.withSchema(schema.build())
-        .addValues(new ArrayList<>(handlerArgs().values()))
-        .build();
+    return Row.withSchema(schema.build()).addValues(values).build();
   }
 
   /**

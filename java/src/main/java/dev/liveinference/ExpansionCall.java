@@ -36,27 +36,39 @@ final class ExpansionCall {
    * Expands the Python transform on {@code input}.
    *
    * @return every output of the expanded transform, by the tag Python gave it
-   * @throws IllegalStateException if the service cannot be reached within the connect timeout
-   * @throws IllegalArgumentException if the service refused the request (with its message)
+   * @throws IllegalStateException if the service cannot be reached within the connect timeout,
+   *     or (without an address) cannot be started
+   * @throws IllegalArgumentException if the service refused the request (with its message), or
+   *     TLS was asked for a service the transform starts itself
    */
   static PCollectionTuple expand(PCollection<?> input, Config config) {
-    checkReachable(config.expansionService(), config.connectTimeout().getMillis());
-    byte[] payload = payload(config.kwargs());
     TlsFiles tls = config.tls();
+    String address = config.expansionService();
+    if (address == null) {
+      if (tls != null) {
+        throw new IllegalArgumentException(
+            "withExpansionServiceTls needs withExpansionService(\"host:port\"): a service the"
+                + " transform starts itself listens on loopback, without TLS");
+      }
+      address = LocalExpansionService.addressFor(config.python(), config.serviceArgs());
+    }
+    checkReachable(address, config.connectTimeout().getMillis());
+    byte[] payload = payload(config.kwargs());
     if (tls == null) {
       return apply(
           input,
-          External.<PCollection<?>, Row>of(PYTHON_NAMED_URN, payload, config.expansionService())
-              .withMultiOutputs(),
-          config);
+          External.<PCollection<?>, Row>of(PYTHON_NAMED_URN, payload, address).withMultiOutputs(),
+          config,
+          address);
     }
-    try (TlsExpansion expansion = TlsExpansion.open(tls, config.expansionService())) {
+    try (TlsExpansion expansion = TlsExpansion.open(tls, address)) {
       return apply(
           input,
           External.<PCollection<?>, Row>of(
                   PYTHON_NAMED_URN, payload, expansion.artifactEndpoint(), expansion)
               .withMultiOutputs(),
-          config);
+          config,
+          address);
     }
   }
 
@@ -82,8 +94,10 @@ final class ExpansionCall {
   }
 
   private static PCollectionTuple apply(
-      PCollection<?> input, External.MultiOutputExpandableTransform<PCollection<?>> external,
-      Config config) {
+      PCollection<?> input,
+      External.MultiOutputExpandableTransform<PCollection<?>> external,
+      Config config,
+      String address) {
     try {
       return input.apply("ConfiguredRunInference", external);
     } catch (RuntimeException error) {
@@ -93,7 +107,7 @@ final class ExpansionCall {
       }
       throw new IllegalArgumentException(
           "the liveinference expansion service at "
-              + config.expansionService()
+              + address
               + " refused RunInference("
               + config.describe()
               + "): "

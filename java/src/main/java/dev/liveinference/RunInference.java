@@ -1,5 +1,6 @@
 package dev.liveinference;
 
+import java.util.List;
 import java.util.Map;
 import org.apache.beam.sdk.coders.Coder;
 import org.apache.beam.sdk.coders.RowCoder;
@@ -25,9 +26,13 @@ import org.apache.beam.sdk.values.TupleTag;
  *     lines.apply(
  *         RunInference.of("sklearn_numpy", FieldType.array(FieldType.DOUBLE), FieldType.INT64)
  *             .withHandlerArg("model_uri", "/models/classifier.pkl")
- *             .withPreprocess("liveinference_expansion.functions.parse_csv_floats")
- *             .withExpansionService("localhost:8097"));
+ *             .withPreprocess("liveinference_expansion.functions.parse_csv_floats"));
  * }</pre>
+ *
+ * <p>Without {@link #withExpansionService} the transform starts {@code liveinference serve}
+ * itself, from the Python given by {@link #withPython} (or the {@code liveinference.python}
+ * system property, the {@code LIVEINFERENCE_PYTHON} environment variable, or {@code python3}),
+ * and stops it when the JVM exits.
  *
  * <p>The builder methods are those of {@link AbstractRunInference}; each returns a new
  * transform, and a transform is never changed. {@link #withExceptionHandling()} turns the
@@ -44,9 +49,6 @@ public final class RunInference<OutputT>
   /** The qualified name of the Python transform the expansion service exposes. */
   public static final String TRANSFORM_NAME =
       "liveinference_expansion.transform.ConfiguredRunInference";
-
-  /** Where {@code liveinference serve} listens by default. */
-  public static final String DEFAULT_EXPANSION_SERVICE = "localhost:8097";
 
   /** The output tag of the predictions, as named by the Python transform. */
   static final String PREDICTIONS = "predictions";
@@ -75,7 +77,7 @@ public final class RunInference<OutputT>
    * @param exampleType the type of {@code example} in the output (after preprocessing): INT64,
    *     INT32, INT16, DOUBLE, FLOAT, STRING, BOOLEAN, BYTES, or an array of one of them
    * @param inferenceType the type of {@code inference} in the output, likewise
-   * @return the transform, reading the expansion service at {@link #DEFAULT_EXPANSION_SERVICE}
+   * @return the transform, starting its own expansion service unless given one
    * @throws IllegalArgumentException if the handler name is not a Python identifier (dots
    *     allowed), or a type is null or not supported
    */
@@ -99,6 +101,41 @@ public final class RunInference<OutputT>
   public static <KeyT> RunInference<KV<KeyT, Row>> ofKVs(
       String handler, FieldType keyType, FieldType exampleType, FieldType inferenceType) {
     return new RunInference<>(Config.of(handler, exampleType, inferenceType).keyed(keyType));
+  }
+
+  /**
+   * Runs a model per key on {@code KV<key, example>} pairs: each key's examples go to the model
+   * of the {@link KeyModelMapping} that lists the key (models load on first use; see {@link
+   * #withMaxModelsPerWorker}). The output keeps each key, and each prediction's {@code model_id}
+   * names its key's model.
+   *
+   * <pre>{@code
+   * RunInference.<String>ofKVs(FieldType.STRING, FieldType.array(FieldType.DOUBLE),
+   *     FieldType.INT64,
+   *     List.of(
+   *         KeyModelMapping.of(List.of("eu"), "onnx_numpy").withHandlerArg("model_uri", eu),
+   *         KeyModelMapping.of(List.of("us"), "xgboost_numpy")
+   *             .withHandlerArg("model_class", "xgboost.XGBClassifier")
+   *             .withHandlerArg("model_state", us)))
+   * }</pre>
+   *
+   * @param keyType the type of the keys: STRING or INT64
+   * @param exampleType the type of {@code example} in the output, as for {@link #of}
+   * @param inferenceType the type of {@code inference} in the output, as for {@link #of}
+   * @param keyModels which model serves which keys; a key may appear in one mapping only (the
+   *     service refuses a key listed twice)
+   * @param <KeyT> {@code String} for STRING keys, {@code Long} for INT64 keys
+   * @return the transform, producing {@code KV<key, Row>}
+   * @throws IllegalArgumentException if there is no mapping, a mapping's keys do not match
+   *     {@code keyType}, or a type is null or not supported
+   */
+  public static <KeyT> RunInference<KV<KeyT, Row>> ofKVs(
+      FieldType keyType,
+      FieldType exampleType,
+      FieldType inferenceType,
+      List<KeyModelMapping> keyModels) {
+    return new RunInference<>(
+        Config.ofKeyModels(keyType, exampleType, inferenceType, keyModels));
   }
 
   /**

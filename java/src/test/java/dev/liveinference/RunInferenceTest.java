@@ -2,6 +2,7 @@ package dev.liveinference;
 
 import static org.junit.Assert.assertEquals;
 import static org.junit.Assert.assertFalse;
+import static org.junit.Assert.assertNull;
 import static org.junit.Assert.assertThrows;
 import static org.junit.Assert.assertTrue;
 
@@ -45,7 +46,7 @@ public class RunInferenceTest {
     assertEquals("array<double>", kwargs.getString("example_type"));
     assertEquals("int64", kwargs.getString("inference_type"));
     assertEquals(false, kwargs.getBoolean("exception_handling"));
-    assertEquals(RunInference.DEFAULT_EXPANSION_SERVICE, classifier().expansionService());
+    assertNull(classifier().expansionService());
   }
 
   @Test
@@ -95,7 +96,7 @@ public class RunInferenceTest {
     RunInference<Row> withService = base.withExpansionService("localhost:1234");
     assertFalse(base.kwargs().getSchema().hasField("handler_args"));
     assertTrue(withArg.kwargs().getSchema().hasField("handler_args"));
-    assertEquals(RunInference.DEFAULT_EXPANSION_SERVICE, base.expansionService());
+    assertNull(base.expansionService());
     assertEquals("localhost:1234", withService.expansionService());
   }
 

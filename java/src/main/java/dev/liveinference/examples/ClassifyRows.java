@@ -1,5 +1,6 @@
 package dev.liveinference.examples;
 
+import dev.liveinference.AbstractRunInference;
 import dev.liveinference.InferenceResult;
 import dev.liveinference.RunInference;
 import java.io.IOException;
@@ -33,9 +34,13 @@ import org.joda.time.Duration;
  * java -cp ... dev.liveinference.examples.ClassifyRows \
  *   --input=rows.csv --model=/models/v1.pkl \
  *   --predictions=predictions.tsv --deadLetters=dead.tsv \
- *   --expansionService=localhost:8097 \
+ *   --python=/path/to/venv/bin/python \
  *   --runner=PortableRunner --jobEndpoint=localhost:8099 ...
  * </pre>
+ *
+ * <p>Without {@code --expansionService}, the transform starts {@code liveinference serve} with
+ * {@code --python} (or {@code -Dliveinference.python}, {@code LIVEINFERENCE_PYTHON}, {@code
+ * python3}) and stops it when the program ends.
  *
  * <p>With {@code --watchInputSeconds=N}, {@code --input} is a file pattern watched for new files
  * (an unbounded, streaming pipeline) until no new file came for N seconds (or {@code
@@ -113,12 +118,12 @@ public final class ClassifyRows {
     void setDeadLetters(String value);
 
     /**
-     * The liveinference expansion service.
+     * The liveinference expansion service; empty to start one.
      *
-     * @return host:port
+     * @return host:port, or empty
      */
-    @Description("liveinference expansion service, host:port")
-    @Default.String("localhost:8097")
+    @Description("liveinference expansion service, host:port (empty: start one with --python)")
+    @Default.String("")
     String getExpansionService();
 
     /**
@@ -127,6 +132,23 @@ public final class ClassifyRows {
      * @param value host:port
      */
     void setExpansionService(String value);
+
+    /**
+     * The Python that runs the expansion service this program starts (without {@code
+     * --expansionService}); empty for the default.
+     *
+     * @return the Python executable, or empty
+     */
+    @Description("Python with liveinference, to start the expansion service (empty: default)")
+    @Default.String("")
+    String getPython();
+
+    /**
+     * Sets the Python that runs the started expansion service.
+     *
+     * @param value the Python executable
+     */
+    void setPython(String value);
 
     /**
      * A file pattern watched for new model versions; empty for none.
@@ -301,6 +323,23 @@ public final class ClassifyRows {
   }
 
   /**
+   * Points a transform at the given expansion service, or at a Python to start one with.
+   *
+   * @param transform the transform
+   * @param expansionService host:port, or empty to start a service
+   * @param python the Python to start it with, or empty for the default
+   * @param <T> the transform's type
+   * @return the transform, pointed at its service
+   */
+  static <T extends AbstractRunInference<?, T>> T withService(
+      T transform, String expansionService, String python) {
+    if (!expansionService.isEmpty()) {
+      return transform.withExpansionService(expansionService);
+    }
+    return python.isEmpty() ? transform : transform.withPython(python);
+  }
+
+  /**
    * Builds the pipeline.
    *
    * @param options the options
@@ -328,8 +367,8 @@ public final class ClassifyRows {
         RunInference.of("sklearn_numpy", FieldType.array(FieldType.DOUBLE), FieldType.INT64)
             .withHandlerArg("model_uri", options.getModel())
             .withPreprocess("liveinference_expansion.functions.parse_csv_floats")
-            .withExpansionService(options.getExpansionService())
             .withExceptionHandling();
+    classify = withService(classify, options.getExpansionService(), options.getPython());
     if (!options.getTlsClientCert().isEmpty() || !options.getTlsClientKey().isEmpty()) {
       classify =
           classify.withExpansionServiceTls(

@@ -1,0 +1,115 @@
+package dev.liveinference;
+
+import static org.junit.Assert.assertEquals;
+import static org.junit.Assert.assertThrows;
+import static org.junit.Assert.assertTrue;
+
+import java.io.File;
+import java.nio.file.Files;
+import java.util.List;
+import org.apache.beam.sdk.Pipeline;
+import org.apache.beam.sdk.coders.RowCoder;
+import org.apache.beam.sdk.options.PipelineOptionsFactory;
+import org.apache.beam.sdk.schemas.Schema.FieldType;
+import org.apache.beam.sdk.transforms.Create;
+import org.apache.beam.sdk.values.PCollection;
+import org.apache.beam.sdk.values.Row;
+import org.junit.Assume;
+import org.junit.Test;
+import org.junit.runner.RunWith;
+import org.junit.runners.JUnit4;
+
+/**
+ * Without an expansion service address the transform starts {@code liveinference serve} itself.
+ * The test that starts one runs when {@code -Dliveinference.python} (a Python with liveinference)
+ * and {@code -Dliveinference.model} (a pickled scikit-learn model) are given, as
+ * tests/xlang/test_java_pipelines.py does; skipped otherwise.
+ */
+@RunWith(JUnit4.class)
+public class LocalExpansionServiceTest {
+
+  private static final String PYTHON = System.getProperty("liveinference.python", "");
+  private static final String MODEL = System.getProperty("liveinference.model", "");
+  private static final FieldType DOUBLES = FieldType.array(FieldType.DOUBLE);
+
+  private static PCollection<String> lines() {
+    Pipeline pipeline =
+        Pipeline.create(
+            PipelineOptionsFactory.fromArgs("--runner=PortableRunner", "--jobEndpoint=localhost:1")
+                .create());
+    return pipeline.apply(Create.of("1,2,3,4"));
+  }
+
+  @Test
+  public void withoutAnAddressTheTransformStartsOneServiceAndSharesIt() {
+    Assume.assumeFalse("no -Dliveinference.python given", PYTHON.isEmpty());
+    RunInference<Row> classifier =
+        RunInference.of("sklearn_numpy", DOUBLES, FieldType.INT64)
+            .withPython(PYTHON)
+            .withHandlerArg("model_uri", MODEL)
+            .withPreprocess("liveinference_expansion.functions.parse_csv_floats");
+    PCollection<Row> first = lines().apply(classifier);
+    assertEquals(
+        RunInference.predictionSchema(DOUBLES, FieldType.INT64),
+        ((RowCoder) first.getCoder()).getSchema());
+    String address = LocalExpansionService.addressFor(PYTHON, List.of());
+    assertTrue(address, address.matches("(localhost|127\\.0\\.0\\.1):\\d+"));
+    lines().apply(classifier.withHandlerArg("max_batch_size", 4));
+    assertEquals(address, LocalExpansionService.addressFor(PYTHON, List.of()));
+    IllegalArgumentException refused =
+        assertThrows(
+            IllegalArgumentException.class,
+            () -> lines().apply(RunInference.of("no_such", DOUBLES, FieldType.INT64)
+                .withPython(PYTHON)));
+    assertTrue(refused.getMessage(), refused.getMessage().contains(
+        "refused RunInference(handler=no_such"));
+    assertTrue(refused.getMessage(), refused.getMessage().contains("onnx_numpy"));
+  }
+
+  @Test
+  public void aPythonThatCannotStartTheServiceFailsNamingTheFix() {
+    IllegalStateException error =
+        assertThrows(
+            IllegalStateException.class,
+            () -> lines().apply(RunInference.of("sklearn_numpy", DOUBLES, FieldType.INT64)
+                .withPython("/no/such/python")));
+    assertTrue(error.getMessage(), error.getMessage().contains(
+        "cannot start the liveinference expansion service with /no/such/python"));
+    assertTrue(error.getMessage(), error.getMessage().contains("withPython(path)"));
+  }
+
+  @Test
+  public void thePythonComesFromTheBuilderThenThePropertyThenTheEnvironment() {
+    assertEquals("/opt/py", LocalExpansionService.resolvePython("/opt/py"));
+    String saved = System.getProperty(LocalExpansionService.PYTHON_PROPERTY);
+    try {
+      System.setProperty(LocalExpansionService.PYTHON_PROPERTY, "/from/property");
+      assertEquals("/from/property", LocalExpansionService.resolvePython(null));
+    } finally {
+      if (saved == null) {
+        System.clearProperty(LocalExpansionService.PYTHON_PROPERTY);
+      } else {
+        System.setProperty(LocalExpansionService.PYTHON_PROPERTY, saved);
+      }
+    }
+    assertEquals(
+        List.of("py", "-m", "liveinference_expansion", "serve", "--host", "127.0.0.1", "--port",
+            "0", "--allow-module", "m"),
+        LocalExpansionService.command("py", List.of("--allow-module", "m")));
+  }
+
+  @Test
+  public void tlsNeedsAnAddress() throws Exception {
+    Assume.assumeTrue("openssl is needed to make a CA certificate",
+        TestCertificates.opensslAvailable());
+    File directory = Files.createTempDirectory("liveinference-tls").toFile();
+    TestCertificates certificates = TestCertificates.make(directory);
+    IllegalArgumentException error =
+        assertThrows(
+            IllegalArgumentException.class,
+            () -> lines().apply(RunInference.of("sklearn_numpy", DOUBLES, FieldType.INT64)
+                .withExpansionServiceTls(certificates.caCert.getPath())));
+    assertTrue(error.getMessage(), error.getMessage().contains(
+        "withExpansionServiceTls needs withExpansionService"));
+  }
+}
