@@ -1,9 +1,10 @@
 """The Java quick start: a Java pipeline classifies rows with a scikit-learn model in Python.
 
-It trains a small model, writes 1,000 CSV rows (three of them malformed), starts the
-expansion service and a Prism job server, runs the Java example
-`dev.liveinference.examples.ClassifyRows` (built by Maven) on Prism, prints a summary that
-accounts for every row, and stops what it started.
+It trains a small model, writes 1,000 CSV rows (three of them malformed), starts a Prism job
+server, and runs the Java example `dev.liveinference.examples.ClassifyRows` (built by Maven) on
+Prism with no expansion service address: the Java transform starts `liveinference serve` itself
+from this Python (`--python`), on a free port, and stops it when the Java program ends. It
+prints a summary that accounts for every row, and stops Prism.
 
     make java-demo
 """
@@ -40,14 +41,15 @@ def main() -> int:
     rows += ["1.0,two,3.0,4.0", "1.0,2.0,3.0", "nan,0.1,0.2,0.3"]
     (work / "rows.csv").write_text("\n".join(rows) + "\n")
     predictions, dead = work / "predictions.tsv", work / "dead_letters.tsv"
-    with xlang_runtime.start_service(work) as service, xlang_runtime.start_prism(work) as prism:
-        print(f"expansion service at {service.address}, Prism at {prism.address}")
+    with xlang_runtime.start_prism(work) as prism:
+        print(f"Prism at {prism.address}; the Java program starts its own expansion service "
+              f"with {sys.executable}")
         status, tail = xlang_runtime.run_logged(
             xlang_runtime.java_command(
                 "dev.liveinference.examples.ClassifyRows",
                 f"--input={work / 'rows.csv'}", f"--model={work / 'classifier-v1.pkl'}",
                 f"--predictions={predictions}", f"--deadLetters={dead}",
-                f"--expansionService={service.address}",
+                f"--python={sys.executable}",
                 *xlang_runtime.runner_args("prism", prism.address),
             ),
             work / "java.log", timeout=600,
@@ -55,6 +57,10 @@ def main() -> int:
     if status != 0:
         print(f"the Java pipeline failed ({status}); see {work / 'java.log'}:\n{tail}")
         return 1
+    started = [line for line in (work / "java.log").read_text().splitlines()
+               if "liveinference serve (pid" in line]
+    for line in started:
+        print(line.split(" - ", 1)[-1])
     predicted = [line.split("\t") for line in predictions.read_text().splitlines()]
     dead_letters = [line.split("\t") for line in dead.read_text().splitlines()]
     counts = collections.Counter((label, Path(model_id).name) for _, label, model_id in predicted)
