@@ -12,8 +12,9 @@ bodies pass their arguments here with `super().__init__(locals())`, and three ho
 `FrameworkHandler` does the rest: the model path (`update_model_path`, `get_model_id`),
 the batching, sharing and environment options, which inference functions take no
 `inference_args`, the metrics namespace, the byte count, naming the model in the errors of
-a load or of a batch, and turning a batch's predictions into PredictionResults. Handlers never stamp a model_id on
-their results: RunInference names the model that served each batch.
+a load or of a batch, and turning a batch's predictions into PredictionResults. Handlers
+never stamp a model_id on their results: RunInference names the model that served each
+batch, from `get_model_id` for the first model.
 """
 
 from __future__ import annotations

@@ -32,25 +32,34 @@ def open_model_file(path: str) -> IO[bytes]:
         return FileSystems.open(path)
 
 
-class load_step:  # noqa: N801 (used as a context manager, named for how it reads)
-    """Turns an error raised in a step of loading a model into a `ModelLoadError`.
+def load_step(failure: str, hint: Union[str, Callable[[], str]]) -> "_LoadStep":
+    """Returns a context manager that turns an error in a step of loading into a ModelLoadError.
 
     `with load_step("cannot read 'm.pt' as a state dict", "save one with torch.save"):`
     raises `ModelLoadError("cannot read 'm.pt' as a state dict (EOFError: ...); save one
-    with torch.save")` from any error in the block. A `ModelLoadError` passes unchanged.
+    with torch.save")` from any `Exception` in the block. A `ModelLoadError` passes
+    unchanged.
 
     Args:
         failure: What could not be done, naming the model.
         hint: What to do about it, or a function that works that out once the step
             has failed (e.g. by looking at the file).
+
+    Returns:
+        The context manager.
     """
+    return _LoadStep(failure, hint)
+
+
+class _LoadStep:
+    """The context manager `load_step` returns."""
 
     def __init__(self, failure: str, hint: Union[str, Callable[[], str]]) -> None:
         self._failure = failure
         self._hint = hint
 
     def __enter__(self) -> None:
-        """Starts the step."""
+        pass
 
     def __exit__(
         self,
@@ -58,11 +67,6 @@ class load_step:  # noqa: N801 (used as a context manager, named for how it read
         error: Optional[BaseException],
         traceback: Optional[TracebackType],
     ) -> None:
-        """Raises the `ModelLoadError` for an `Exception` raised in the step.
-
-        Raises:
-            ModelLoadError: naming the failure, the error's type and message, and the hint.
-        """
         if isinstance(error, Exception) and not isinstance(error, ModelLoadError):
             hint = self._hint if isinstance(self._hint, str) else self._hint()
             raise ModelLoadError(
