@@ -185,7 +185,8 @@ class HuggingFaceModelHandlerTensor(_PretrainedHandler):
         model_class: The class to load it with, e.g. `AutoModelForSequenceClassification`.
         device: 'CPU' or 'GPU'; 'GPU' falls back to the CPU, with a warning, without CUDA.
         inference_fn: `fn(batch, model, device, inference_args, model_id)` returning
-            PredictionResults; by default the batch is stacked and passed to the model.
+            PredictionResults; by default the batch is stacked and passed to the model. The
+            handler passes model_id=None: RunInference names the model on each result.
         load_model_args: Keyword arguments for `from_pretrained`.
         min_batch_size, max_batch_size, max_batch_duration_secs, large_model, model_copies,
             **kwargs: Batching, sharing and `env_vars`, as every framework handler

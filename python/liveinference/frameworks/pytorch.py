@@ -261,7 +261,8 @@ class PytorchModelHandlerTensor(_PytorchHandler):
         device: 'CPU' or 'GPU' (any case); 'GPU' falls back to the CPU, with a warning,
             where no GPU can take the model.
         inference_fn: `fn(batch, model, device, inference_args, model_id)` returning
-            PredictionResults; by default the batch is stacked and passed to the model.
+            PredictionResults; by default the batch is stacked and passed to the model. The
+            handler passes model_id=None: RunInference names the model on each result.
         torch_script_model_path: Where the TorchScript file is; loaded with `torch.jit.load`.
         load_model_args: Extra keyword arguments for `torch.load` or `torch.jit.load`.
         min_batch_size, max_batch_size, max_batch_duration_secs, large_model, model_copies,

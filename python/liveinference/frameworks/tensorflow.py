@@ -257,7 +257,7 @@ def default_numpy_inference_fn(
         model: A Keras model or a `SavedModelCallable`.
         batch: One array per example, all of one shape.
         inference_args: Keyword arguments for the model call.
-        model_id: The id each result carries.
+        model_id: The id each result carries (handlers pass None).
 
     Returns:
         One PredictionResult per example; a model with several outputs gives each
@@ -329,7 +329,8 @@ class TFModelHandlerNumpy(_TFHandler):
             ignores the Keras-only `compile`, `custom_objects` and `safe_mode`.
         custom_weights: Weights loaded into a `SAVED_MODEL` Keras model after it loads.
         inference_fn: `fn(model, batch, inference_args, model_id)` returning the
-            PredictionResults; by default `default_numpy_inference_fn`.
+            PredictionResults; by default `default_numpy_inference_fn`. The handler passes
+            model_id=None: RunInference names the model on each result.
         min_batch_size, max_batch_size, max_batch_duration_secs, large_model, model_copies,
             **kwargs: Batching, sharing and `env_vars`, as every framework handler
             takes them (see `base.HandlerOptions`).
