@@ -126,24 +126,9 @@ abstract class Config implements Serializable {
       FieldType exampleType,
       FieldType inferenceType,
       List<KeyModelMapping> keyModels) {
-    if (keyModels == null || keyModels.isEmpty()) {
-      throw new IllegalArgumentException(
-          "ofKVs needs at least one KeyModelMapping (keys -> handler), got " + keyModels);
-    }
     Config config =
-        start(exampleType, inferenceType).setKeyModels(List.copyOf(keyModels)).build();
-    config = config.keyed(keyType);
-    for (KeyModelMapping mapping : keyModels) {
-      if (!mapping.keysAre(keyType)) {
-        throw new IllegalArgumentException(
-            "the keys of KeyModelMapping "
-                + mapping
-                + " do not match keyType "
-                + keyType.getTypeName()
-                + "; give Strings for STRING keys and Longs for INT64 keys");
-      }
-    }
-    return config;
+        start(exampleType, inferenceType).setKeyModels(List.of()).build().keyed(keyType);
+    return config.toBuilder().setKeyModels(KeyModelMapping.checked(keyModels, keyType)).build();
   }
 
   private static Builder start(FieldType exampleType, FieldType inferenceType) {
@@ -324,7 +309,7 @@ abstract class Config implements Serializable {
       values.add(true);
       values.add(typeName(keyType, "keyType"));
       if (!keyModels().isEmpty()) {
-        Row mappings = keyModelsRow(keyType);
+        Row mappings = KeyModelMapping.toRow(keyModels(), keyType);
         schema.addRowField("key_models", mappings.getSchema());
         values.add(mappings);
       }
@@ -333,21 +318,6 @@ abstract class Config implements Serializable {
     if (maxModels != null) {
       schema.addInt64Field("max_models_per_worker_hint");
       values.add(maxModels.longValue());
-    }
-    return Row.withSchema(schema.build()).addValues(values).build();
-  }
-
-  /**
-   * The per-key mappings as one Row with a field per mapping ({@code mapping_0}, ...): a Java
-   * array holds Rows of one schema, and each mapping's handler arguments have their own.
-   */
-  private Row keyModelsRow(FieldType keyType) {
-    Schema.Builder schema = Schema.builder();
-    List<Object> values = new ArrayList<>();
-    for (int index = 0; index < keyModels().size(); index++) {
-      Row mapping = keyModels().get(index).toRow(keyType);
-      schema.addRowField("mapping_" + index, mapping.getSchema());
-      values.add(mapping);
     }
     return Row.withSchema(schema.build()).addValues(values).build();
   }

@@ -1,6 +1,7 @@
 package dev.liveinference;
 
 import java.io.Serializable;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.regex.Pattern;
 import org.apache.beam.sdk.schemas.Schema;
@@ -22,8 +23,13 @@ public final class KeyModelMapping implements Serializable {
   private static final long serialVersionUID = 1L;
   private static final Pattern HANDLER = Pattern.compile("[A-Za-z_][A-Za-z0-9_.]*");
 
+  /** The keys this model serves: all Strings or all Longs. */
   private final List<Object> keys;
+
+  /** The handler name, such as {@code onnx_numpy}. */
   private final String handler;
+
+  /** The handler's keyword arguments. */
   private final HandlerArgs handlerArgs;
 
   private KeyModelMapping(List<Object> keys, String handler, HandlerArgs handlerArgs) {
@@ -102,15 +108,50 @@ public final class KeyModelMapping implements Serializable {
     return handler;
   }
 
-  /** Whether the keys are of the given Beam type (STRING: Strings; INT64: Longs). */
-  boolean keysAre(FieldType keyType) {
+  /**
+   * An unmodifiable copy of {@code keyModels}, checked against the key type.
+   *
+   * @throws IllegalArgumentException if there is no mapping, or a mapping's keys are not of
+   *     {@code keyType} (STRING: Strings; INT64: Longs)
+   */
+  static List<KeyModelMapping> checked(List<KeyModelMapping> keyModels, FieldType keyType) {
+    if (keyModels == null || keyModels.isEmpty()) {
+      throw new IllegalArgumentException(
+          "ofKVs needs at least one KeyModelMapping (keys -> handler), got " + keyModels);
+    }
     Class<?> expected =
         keyType.getTypeName() == Schema.TypeName.STRING ? String.class : Long.class;
-    return keys.get(0).getClass() == expected;
+    for (KeyModelMapping mapping : keyModels) {
+      if (mapping.keys.get(0).getClass() != expected) {
+        throw new IllegalArgumentException(
+            "the keys of KeyModelMapping "
+                + mapping
+                + " do not match keyType "
+                + keyType.getTypeName()
+                + "; give Strings for STRING keys and Longs for INT64 keys");
+      }
+    }
+    return List.copyOf(keyModels);
+  }
+
+  /**
+   * The mappings as Python reads them: one Row with a field per mapping ({@code mapping_0},
+   * ...), since a Java array holds Rows of one schema and each mapping's handler arguments have
+   * their own.
+   */
+  static Row toRow(List<KeyModelMapping> keyModels, FieldType keyType) {
+    Schema.Builder schema = Schema.builder();
+    List<Object> values = new ArrayList<>();
+    for (int index = 0; index < keyModels.size(); index++) {
+      Row mapping = keyModels.get(index).toRow(keyType);
+      schema.addRowField("mapping_" + index, mapping.getSchema());
+      values.add(mapping);
+    }
+    return Row.withSchema(schema.build()).addValues(values).build();
   }
 
   /** The mapping as Python reads it: a Row (keys, handler, handler_args). */
-  Row toRow(FieldType keyType) {
+  private Row toRow(FieldType keyType) {
     Schema.Builder schema =
         Schema.builder().addArrayField("keys", keyType).addStringField("handler");
     if (handlerArgs.isEmpty()) {

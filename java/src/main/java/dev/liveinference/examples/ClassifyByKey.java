@@ -68,7 +68,7 @@ public final class ClassifyByKey {
      *
      * @return the mappings
      */
-    @Description("keys=handler=model_uri;... e.g. a,b=sklearn_numpy=/m/v1.pkl;c=onnx_numpy=/m.onnx")
+    @Description("keys=handler=model_uri;..., e.g. a,b=sklearn_numpy=/a.pkl;c=onnx_numpy=/c.onnx")
     @Validation.Required
     String getKeyModels();
 
@@ -199,7 +199,8 @@ public final class ClassifyByKey {
                 parseKeyModels(options.getKeyModels()))
             .withPreprocess("liveinference_expansion.functions.parse_csv_floats")
             .withExceptionHandling();
-    classify = ClassifyRows.withService(classify, options.getExpansionService(), options.getPython());
+    classify =
+        ClassifyRows.withService(classify, options.getExpansionService(), options.getPython());
     InferenceResult<KV<String, Row>> result = rows.apply("Classify", classify);
     result
         .getPredictions()
