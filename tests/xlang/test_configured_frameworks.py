@@ -237,3 +237,28 @@ def test_per_key_mapping_errors_name_the_mapping(models):
         ConfiguredRunInference(key_models=[{"keys": ["a"], "handler": "sklearn_numpy"}])
     with pytest.raises(TypeError, match=r"key_models\[0\]\['keys'\] must be a non-empty list"):
         ConfiguredRunInference(keyed=True, key_models=[{"keys": [], "handler": "sklearn_numpy"}])
+
+
+def test_every_handler_name_builds_a_liveinference_handler_class():
+    """The one list of names (the service's refusals and --list-handlers read it) names
+    importable liveinference handlers under Beam's module paths."""
+    import importlib
+
+    from liveinference import ModelHandler
+    from liveinference_expansion.handlers import HANDLERS, describe_handlers
+
+    for name, (module, cls) in HANDLERS.items():
+        handler_class = getattr(importlib.import_module(module), cls)
+        assert issubclass(handler_class, ModelHandler), name
+    assert describe_handlers()[0] == (
+        "huggingface_keyed_tensor: "
+        "liveinference.huggingface_inference.HuggingFaceModelHandlerKeyedTensor"
+    )
+    assert len(describe_handlers()) == len(HANDLERS) == 14
+
+
+def test_unknown_handler_refusal_lists_every_name():
+    with pytest.raises(ValueError, match="unknown handler 'onnx'; this service knows") as error:
+        ConfiguredRunInference("onnx")
+    for name in ("onnx_numpy", "xgboost_datatable", "huggingface_pipeline", "sklearn_numpy"):
+        assert repr(name) in str(error.value)
