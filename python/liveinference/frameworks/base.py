@@ -162,12 +162,11 @@ class FrameworkHandler(ModelHandler):
         Raises:
             ModelLoadError: naming the path, if the model cannot be loaded.
         """
-        path = self._model_path
         with load_step(
-            f"cannot load model {path!r}",
+            f"cannot load model {self.get_model_id()!r}",
             "check that it was saved for this handler and with the arguments given here",
         ):
-            return self._load(path)
+            return self._load(self._model_path)
 
     def run_inference(
         self, batch: Sequence[Any], model: Any, inference_args: Optional[Dict[str, Any]] = None
@@ -190,7 +189,7 @@ class FrameworkHandler(ModelHandler):
             output = self._infer(batch, model, inference_args or {})
             return output if self.returns_results else to_prediction_results(batch, output)
         except InvalidExampleError as error:
-            raise InvalidExampleError(f"model {self._model_path!r}: {error}") from error
+            raise InvalidExampleError(f"model {self.get_model_id()!r}: {error}") from error
 
     def update_model_path(self, model_path: Optional[str] = None) -> None:
         """Points the handler at a new model; the next `load_model` reads it."""
