@@ -21,15 +21,23 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * A {@code liveinference serve} that this JVM started because a transform was given no
- * expansion service address, as Beam's Java starts Python expansion services for its own
- * cross-language transforms: on a free loopback port, from a configured Python, one per Python
- * and arguments, shared by every transform that asks for the same; stopped when the JVM exits.
+ * A {@code liveinference serve} started by this JVM on a free loopback port, from a configured
+ * Python, as Beam's Java starts Python expansion services for its own cross-language transforms.
  *
- * <p>The service also runs the Python workers of the pipeline (its worker pool), so it lives
- * as long as the JVM, not only while the pipeline is built.
+ * <p>A transform given no expansion service address starts one itself: one per Python and
+ * arguments, shared by every transform that asks for the same, stopped when the JVM exits. The
+ * service also runs the pipeline's Python workers (its worker pool), so it must live until the
+ * pipeline has finished, not only while the pipeline is built. To stop it as soon as the
+ * pipeline finishes, start one yourself and close it after {@code waitUntilFinish()}:
+ *
+ * <pre>{@code
+ * try (LocalExpansionService service = LocalExpansionService.start("/opt/venv/bin/python")) {
+ *   lines.apply(RunInference.of(...).withExpansionService(service.address()));
+ *   pipeline.run().waitUntilFinish();
+ * }
+ * }</pre>
  */
-final class LocalExpansionService {
+public final class LocalExpansionService implements AutoCloseable {
 
   /** The system property that names the Python to start the service with. */
   static final String PYTHON_PROPERTY = "liveinference.python";
@@ -45,10 +53,54 @@ final class LocalExpansionService {
 
   private final Process process;
   private final String address;
+  private final Thread stopAtExit;
 
-  private LocalExpansionService(Process process, String address) {
+  private LocalExpansionService(Process process, String address, Thread stopAtExit) {
     this.process = process;
     this.address = address;
+    this.stopAtExit = stopAtExit;
+  }
+
+  /**
+   * Starts {@code liveinference serve} on a free loopback port; the caller stops it with {@link
+   * #close()} (or it stops when the JVM exits).
+   *
+   * @param python a Python that has liveinference installed
+   * @param args further arguments of {@code liveinference serve}, such as {@code
+   *     "--allow-module", "mypkg.features"}
+   * @return the running service
+   * @throws IllegalArgumentException if {@code python} is null or blank
+   * @throws IllegalStateException if the service cannot be started, or prints no address within
+   *     three minutes
+   */
+  public static LocalExpansionService start(String python, String... args) {
+    if (python == null || python.isBlank()) {
+      throw new IllegalArgumentException(
+          "LocalExpansionService.start needs the path of a Python that has liveinference"
+              + " installed, got "
+              + Config.quote(python));
+    }
+    return launch(command(python, List.of(args)));
+  }
+
+  /**
+   * The address to give {@link AbstractRunInference#withExpansionService}.
+   *
+   * @return {@code host:port} on loopback
+   */
+  public String address() {
+    return address;
+  }
+
+  /** Stops the service (and the Python workers it started); does nothing if it has stopped. */
+  @Override
+  public void close() {
+    stop(process);
+    try {
+      Runtime.getRuntime().removeShutdownHook(stopAtExit);
+    } catch (IllegalStateException shuttingDown) {
+      // The JVM is exiting and runs the hook anyway.
+    }
   }
 
   /**
@@ -65,7 +117,7 @@ final class LocalExpansionService {
     List<String> command = command(resolvePython(python), args);
     LocalExpansionService running = STARTED.get(command);
     if (running == null || !running.process.isAlive()) {
-      running = start(command);
+      running = launch(command);
       STARTED.put(command, running);
     }
     return running.address;
@@ -94,7 +146,7 @@ final class LocalExpansionService {
     return List.copyOf(command);
   }
 
-  private static LocalExpansionService start(List<String> command) {
+  private static LocalExpansionService launch(List<String> command) {
     String python = command.get(0);
     Path log;
     Process process;
@@ -119,8 +171,8 @@ final class LocalExpansionService {
               + "(\"host:port\")",
           error);
     }
-    Runtime.getRuntime()
-        .addShutdownHook(new Thread(() -> stop(process), "liveinference-serve-stop"));
+    Thread stopAtExit = new Thread(() -> stop(process), "liveinference-serve-stop");
+    Runtime.getRuntime().addShutdownHook(stopAtExit);
     String line = firstLine(process, command, log);
     Matcher match = ADDRESS.matcher(line.strip());
     if (!match.find()) {
@@ -136,7 +188,7 @@ final class LocalExpansionService {
         address,
         python,
         log);
-    return new LocalExpansionService(process, address);
+    return new LocalExpansionService(process, address, stopAtExit);
   }
 
   /**

@@ -67,6 +67,30 @@ public class LocalExpansionServiceTest {
   }
 
   @Test
+  public void aServiceStartedByTheCallerStopsWhenClosed() {
+    Assume.assumeFalse("no -Dliveinference.python given", PYTHON.isEmpty());
+    String address;
+    try (LocalExpansionService service = LocalExpansionService.start(PYTHON)) {
+      address = service.address();
+      PCollection<Row> predictions =
+          lines()
+              .apply(
+                  RunInference.of("sklearn_numpy", DOUBLES, FieldType.INT64)
+                      .withExpansionService(address)
+                      .withHandlerArg("model_uri", MODEL)
+                      .withPreprocess("liveinference_expansion.functions.parse_csv_floats"));
+      assertEquals(
+          RunInference.predictionSchema(DOUBLES, FieldType.INT64),
+          ((RowCoder) predictions.getCoder()).getSchema());
+    }
+    IllegalStateException gone =
+        assertThrows(
+            IllegalStateException.class, () -> ExpansionCall.checkReachable(address, 300));
+    assertTrue(gone.getMessage(), gone.getMessage().contains("cannot reach"));
+    assertThrows(IllegalArgumentException.class, () -> LocalExpansionService.start(" "));
+  }
+
+  @Test
   public void aPythonThatCannotStartTheServiceFailsNamingTheFix() {
     IllegalStateException error =
         assertThrows(
