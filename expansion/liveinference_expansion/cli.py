@@ -71,7 +71,8 @@ def _parser() -> argparse.ArgumentParser:
                        "postprocess or handler callables (repeatable; "
                        f"{', '.join(DEFAULT_ALLOWED_MODULES)} is always allowed)")
     serve.add_argument("--allow-inline-source", action="store_true",
-                       help="accept Python source for functions: this runs ARBITRARY CODE "
+                       help="accept Python source for functions, and Beam's stock Java "
+                       "RunInference (its model loader is source): this runs ARBITRARY CODE "
                        "sent by any client that can reach the service")
     serve.add_argument("--model-root", action="append", default=[], metavar="DIR",
                        help="a folder of model files (repeatable): a request naming a missing "

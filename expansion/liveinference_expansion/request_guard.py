@@ -16,11 +16,18 @@ everything in it is on an allow-list:
 
 Environments in the request are left alone: the service never starts them, it only returns
 them to the client that sent them.
+
+One more shape passes when the operator allows inline source (`--allow-inline-source`): Beam's
+stock Java RunInference, whose constructor is Beam's `RunInference.from_callable`
+(`stock_beam.BEAM_CONSTRUCTOR`) and whose `kwargs.model_handler_provider` field alone may be a
+`python_callable`. It is read as a plain string (its representation) here, never compiled by
+Beam's decoder, and handed on as a request for `stock_beam.BEAM_RUN_INFERENCE_URN`, which
+expands it with liveinference.
 """
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Tuple
 
 from apache_beam.coders import RowCoder
 from apache_beam.portability import common_urns
@@ -35,6 +42,11 @@ from apache_beam.transforms.fully_qualified_named_transform import (
 )
 from google.protobuf.message import DecodeError
 
+from liveinference_expansion.stock_beam import (
+    BEAM_CONSTRUCTOR,
+    BEAM_RUN_INFERENCE_URN,
+    PROVIDER_FIELD,
+)
 from liveinference_expansion.transform import TRANSFORM_NAME
 
 __all__ = [
@@ -124,20 +136,59 @@ def _check_schema(schema: schema_pb2.Schema, prefix: str, owner: str) -> None:
         _check_options(field.options, prefix + field.name, owner)
 
 
-def _check_transform_payload(payload: bytes) -> None:
+def _provider_source_as_string(
+    config: external_transforms_pb2.ExternalConfigurationPayload,
+) -> Tuple[external_transforms_pb2.ExternalConfigurationPayload, bool]:
+    """A copy in which `kwargs.model_handler_provider`, if a python_callable carried as a
+    string, is declared a string: the same bytes, decoded as data. Also says if it was one."""
+    config = external_transforms_pb2.ExternalConfigurationPayload.FromString(
+        config.SerializeToString())
+    for field in config.schema.fields:
+        if field.name != "kwargs" or field.type.WhichOneof("type_info") != "row_type":
+            continue
+        for kwarg in field.type.row_type.schema.fields:
+            logical = kwarg.type.logical_type
+            if (kwarg.name == PROVIDER_FIELD and kwarg.type.HasField("logical_type")
+                    and logical.urn == common_urns.python_callable.urn
+                    and logical.representation.atomic_type == schema_pb2.STRING):
+                kwarg.type.CopyFrom(logical.representation)
+                return config, True
+    return config, False
+
+
+def _check_transform_payload(payload: bytes, allow_inline_source: bool) -> bytes:
+    """Checks the arguments; returns the payload to expand, or b"" to expand as sent."""
     try:
         config = external_transforms_pb2.ExternalConfigurationPayload.FromString(payload)
     except DecodeError as error:
         raise _refuse(f"the transform payload is not an ExternalConfigurationPayload ({error})")
+    config, had_source = _provider_source_as_string(config)
+    field = f"field 'kwargs.{PROVIDER_FIELD}' of the transform's arguments"
     _check_schema(config.schema, "", "the transform's arguments")
     try:
         row = RowCoder(config.schema).decode(config.payload)
     except Exception as error:  # a malformed row: Beam raises many types here
         raise _refuse(f"the transform's arguments do not decode with their schema ({error})")
     constructor = getattr(row, "constructor", None)
+    if constructor == BEAM_CONSTRUCTOR:
+        if not allow_inline_source:
+            raise _refuse(
+                f"constructor {constructor!r} (Beam's stock Java RunInference) sends its model "
+                "handler as Python source, which runs arbitrary code",
+                "start the service with --allow-inline-source to accept it",
+            )
+        if not isinstance(getattr(getattr(row, "kwargs", None), PROVIDER_FIELD, None), str):
+            raise _refuse(f"{constructor!r} needs {field} as Python source")
+        if getattr(row, "args", None):
+            raise _refuse(f"{constructor!r} takes keyword arguments only")
+        return config.SerializeToString()
     if constructor != TRANSFORM_NAME:
         raise _refuse(f"constructor {constructor!r} is not allowed by filter",
                       f"name {TRANSFORM_NAME!r}")
+    if had_source:
+        raise _refuse(f"{field} has logical type {common_urns.python_callable.urn!r}, which "
+                      f"only {BEAM_CONSTRUCTOR!r} may carry")
+    return b""
 
 
 def _check_components(components: beam_runner_api_pb2.Components) -> None:
@@ -170,11 +221,19 @@ def _check_components(components: beam_runner_api_pb2.Components) -> None:
             )
 
 
-def check_expansion_request(request: beam_expansion_api_pb2.ExpansionRequest) -> None:
+def check_expansion_request(
+    request: beam_expansion_api_pb2.ExpansionRequest, allow_inline_source: bool = False,
+) -> beam_expansion_api_pb2.ExpansionRequest:
     """Raises unless every part of `request` that Beam would decode is on the allow-lists.
 
     Args:
         request: The request as it arrived; nothing in it has been decoded yet.
+        allow_inline_source: Admit Beam's stock Java RunInference, whose model handler is
+            Python source (the operator passed `--allow-inline-source`).
+
+    Returns:
+        The request for Beam's servicer to expand: `request` itself, or for Beam's stock
+        RunInference a copy naming `BEAM_RUN_INFERENCE_URN`, its source declared a string.
 
     Raises:
         RequestRefused: naming the first thing that is not allowed (a transform URN, a
@@ -194,4 +253,11 @@ def check_expansion_request(request: beam_expansion_api_pb2.ExpansionRequest) ->
         if coder_id not in request.components.coders:
             raise _refuse(f"output {tag!r} asks for coder {coder_id!r}, which the request's "
                           "components do not hold")
-    _check_transform_payload(spec.payload)
+    rewritten = _check_transform_payload(spec.payload, allow_inline_source)
+    if not rewritten:
+        return request
+    stock = beam_expansion_api_pb2.ExpansionRequest()
+    stock.CopyFrom(request)
+    stock.transform.spec.urn = BEAM_RUN_INFERENCE_URN
+    stock.transform.spec.payload = rewritten
+    return stock

@@ -82,14 +82,21 @@ class GuardedExpansionServicer(expansion_service.ExpansionServiceServicer):
 
     Args:
         options: The pipeline options of the expanded transforms (their environment).
+        allow_inline_source: Admit Beam's stock Java RunInference (its model handler is
+            Python source), expanded with liveinference (`stock_beam`).
     """
+
+    def __init__(self, options: PipelineOptions, allow_inline_source: bool = False) -> None:
+        super().__init__(options)
+        self._allow_inline_source = allow_inline_source
 
     def Expand(self, request: beam_expansion_api_pb2.ExpansionRequest,
                context: Optional[grpc.ServicerContext] = None,
                ) -> beam_expansion_api_pb2.ExpansionResponse:
-        """Refuses a request outside the allow-list, naming what was refused; else expands it."""
+        """Refuses a request outside the allow-list, naming what was refused; else expands it
+        (Beam's stock RunInference as the guard rewrote it, for `stock_beam`)."""
         try:
-            check_expansion_request(request)
+            request = check_expansion_request(request, self._allow_inline_source)
         except RequestRefused as error:
             peer = context.peer() if context is not None else "a local caller"
             _LOGGER.warning("expansion request from %s %s", peer, error)
@@ -164,7 +171,7 @@ class ExpansionServer:
         pickler.set_library(options.view_as(SetupOptions).pickle_library)
         self._filter.__enter__()
         self._filtering = True
-        servicer = GuardedExpansionServicer(options)
+        servicer = GuardedExpansionServicer(options, self.config.policy.allow_inline_source)
         server = grpc.server(thread_pool_executor.shared_unbounded_instance())
         beam_expansion_api_pb2_grpc.add_ExpansionServiceServicer_to_server(servicer, server)
         beam_artifact_api_pb2_grpc.add_ArtifactRetrievalServiceServicer_to_server(

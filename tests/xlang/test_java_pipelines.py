@@ -25,14 +25,16 @@ BAD_PART1 = ["1,two,3,4"]
 BAD_PART2 = ["1,2,3", "nan,0,0,0"]
 
 
-def test_junit_suite_passes(service, models):
+def test_junit_suite_passes(service, models, prism):
     """Runs the JUnit tests, the ones against this session's expansion service included, and
-    the TLS ones, which start their own `liveinference serve` with this Python."""
+    the TLS ones and Beam's stock RunInference on Prism, which start their own `liveinference
+    serve` with this Python."""
     require("java")
     result = subprocess.run(
         ["mvn", "-q", "-B", "-f", str(xlang_runtime.ROOT / "java" / "pom.xml"), "test",
          f"-Dliveinference.service={service.address}", f"-Dliveinference.model={models['v1']}",
-         f"-Dliveinference.python={sys.executable}"],
+         f"-Dliveinference.python={sys.executable}",
+         f"-Dliveinference.jobEndpoint={prism.address}"],
         capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]

@@ -43,6 +43,7 @@ from google.protobuf import wrappers_pb2
 
 from examples import xlang_runtime
 from liveinference_expansion import TRANSFORM_NAME
+from liveinference_expansion.stock_beam import BEAM_CONSTRUCTOR
 
 EXPAND = "/org.apache.beam.model.expansion.v1.ExpansionService/Expand"
 GET_ARTIFACT = "/org.apache.beam.model.job_management.v1.ArtifactRetrievalService/GetArtifact"
@@ -276,6 +277,109 @@ def test_expansion_does_not_tell_which_files_exist(service, attacker, models, tm
     error = _refusal(attacker.send(service.address, EXPAND, _with_an_input(_named_transform(
         handler="sklearn_numpy", handler_args=beam.Row(model_uri=missing)))))
     assert f"no model file at {missing!r} (in model root {str(root)!r})" in error
+
+
+def _declare_python_callable(transform: beam_runner_api_pb2.PTransform, *path: str) -> None:
+    """Declares the string field at `path` (under kwargs) a python_callable, as Java does for
+    a `PythonCallableSource`: Beam's decoder would compile it."""
+    config = external_transforms_pb2.ExternalConfigurationPayload.FromString(
+        transform.spec.payload)
+    fields = config.schema.fields
+    (field,) = [f for f in fields if f.name == "kwargs"]
+    for name in path:
+        (field,) = [f for f in field.type.row_type.schema.fields if f.name == name]
+    field.type.CopyFrom(schema_pb2.FieldType(logical_type=schema_pb2.LogicalType(
+        urn=common_urns.python_callable.urn,
+        representation=schema_pb2.FieldType(atomic_type=schema_pb2.STRING))))
+    transform.spec.payload = config.SerializeToString()
+
+
+def _beam_stock_run_inference(source: str, **kwargs) -> beam_runner_api_pb2.PTransform:
+    """The request of Beam's stock Java RunInference: its constructor, the model loader as
+    python_callable source, the loader's keyword arguments."""
+    payload = FullyQualifiedNamedTransform(
+        BEAM_CONSTRUCTOR, (), {"model_handler_provider": source, **kwargs}
+    ).to_runner_api_parameter(None)[1]
+    transform = beam_runner_api_pb2.PTransform(
+        unique_name="stock",
+        spec=beam_runner_api_pb2.FunctionSpec(urn=PYTHON_FULLY_QUALIFIED_NAMED_TRANSFORM_URN,
+                                              payload=payload.SerializeToString()))
+    _declare_python_callable(transform, "model_handler_provider")
+    return transform
+
+
+def _touching_loader(marker: Path) -> str:
+    return (f"__import__('os').system('touch {marker}')\n"
+            "def get_model_handler(model_uri):\n"
+            "  from apache_beam.ml.inference.sklearn_inference import SklearnModelHandlerNumpy\n"
+            "  return SklearnModelHandlerNumpy(model_uri)\n")
+
+
+@pytest.fixture(scope="module")
+def inline_service(tmp_path_factory) -> Iterator[xlang_runtime.Running]:
+    """A service whose operator allows inline source (Beam's stock Java RunInference)."""
+    with xlang_runtime.start_service(tmp_path_factory.mktemp("inline-service"),
+                                     "--allow-inline-source") as running:
+        yield running
+
+
+def test_beam_stock_run_inference_is_refused_unread_without_the_flag(service, attacker, models,
+                                                                     tmp_path):
+    marker = tmp_path / "loader_ran"
+    request = _with_an_input(_beam_stock_run_inference(_touching_loader(marker),
+                                                       model_uri=str(models["v1"])))
+    error = _refusal(attacker.send(service.address, EXPAND, request))
+    assert (f"refused before decoding: constructor {BEAM_CONSTRUCTOR!r} (Beam's stock Java "
+            "RunInference) sends its model handler as Python source") in error
+    assert "start the service with --allow-inline-source to accept it" in error
+    assert not marker.exists()
+
+
+def test_with_the_flag_python_callable_fields_stay_refused_elsewhere(inline_service, attacker,
+                                                                     models, tmp_path):
+    """Only Beam's stock transform, and only its model_handler_provider, may carry source."""
+    marker = tmp_path / "callable_ran"
+    ours = _named_transform(handler="sklearn_numpy", handler_args=beam.Row(
+        model_uri=str(models["v1"])), model_handler_provider=_touching_loader(marker))
+    _declare_python_callable(ours, "model_handler_provider")
+    error = _refusal(attacker.send(inline_service.address, EXPAND, _with_an_input(ours)))
+    assert ("refused before decoding: field 'kwargs.model_handler_provider' of the transform's "
+            "arguments has logical type 'beam:logical_type:python_callable:v1', which only "
+            f"{BEAM_CONSTRUCTOR!r} may carry") in error
+    stock = _beam_stock_run_inference("def get_model_handler(model_uri):\n  return None\n",
+                                      model_uri=f"__import__('os').system('touch {marker}')")
+    _declare_python_callable(stock, "model_uri")
+    error = _refusal(attacker.send(inline_service.address, EXPAND, _with_an_input(stock)))
+    assert ("refused before decoding: field 'kwargs.model_uri' of the transform's arguments has "
+            "logical type 'beam:logical_type:python_callable:v1'") in error
+    assert not marker.exists()
+
+
+def test_with_the_flag_beam_stock_run_inference_expands_into_the_rows_it_asks_for(
+        inline_service, attacker, models):
+    request = beam_expansion_api_pb2.ExpansionRequest.FromString(_with_an_input(
+        _beam_stock_run_inference(
+            "from apache_beam.ml.inference.sklearn_inference import SklearnModelHandlerNumpy\n"
+            "def get_model_handler(model_uri):\n"
+            "  return SklearnModelHandlerNumpy(model_uri)\n",
+            model_uri=str(models["v1"]))))
+    schema = schema_pb2.Schema(fields=[
+        schema_pb2.Field(name="example", type=schema_pb2.FieldType(array_type=schema_pb2.ArrayType(
+            element_type=schema_pb2.FieldType(atomic_type=schema_pb2.DOUBLE)))),
+        schema_pb2.Field(name="inference", type=schema_pb2.FieldType(atomic_type=schema_pb2.INT64)),
+    ])
+    request.components.coders["rows"].CopyFrom(beam_runner_api_pb2.Coder(
+        spec=beam_runner_api_pb2.FunctionSpec(urn=common_urns.coders.ROW.urn,
+                                              payload=schema.SerializeToString())))
+    request.output_coder_requests["random_output_key"] = "rows"
+    result = attacker.send(inline_service.address, EXPAND, request.SerializeToString())
+    response = beam_expansion_api_pb2.ExpansionResponse.FromString(result["responses"][0])
+    assert response.error == ""
+    (output,) = response.transform.outputs.values()
+    coder = response.components.coders[response.components.pcollections[output].coder_id]
+    assert coder.spec.urn == common_urns.coders.ROW.urn
+    assert [f.name for f in schema_pb2.Schema.FromString(coder.spec.payload).fields] == [
+        "example", "inference"]
 
 
 def _artifact_request(path: str) -> bytes:
