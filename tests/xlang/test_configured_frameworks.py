@@ -11,9 +11,15 @@ import numpy
 import pytest
 
 from conftest import csv, load
+from framework_models import (
+    write_onnx_classifier,
+    write_tiny_text_classifier,
+    write_xgboost_classifier,
+)
 from liveinference_expansion import ConfiguredRunInference, Policy, serving_policy
 
 ALLOWED = Policy(allowed_modules=("liveinference_expansion.functions", "xlang_models"))
+TABLES = Policy(allowed_modules=("liveinference_expansion.functions", "xlang_tables"))
 
 
 def test_pytorch_state_dict_with_model_class_by_name(run_pipeline, models, tmp_path):
@@ -69,36 +75,6 @@ def test_tensorflow_keras_model_scores_as_arrays(run_pipeline, models, tmp_path)
         assert numpy.allclose(got[tuple(features)], scores, atol=1e-5)
 
 
-TABLES = Policy(allowed_modules=("liveinference_expansion.functions", "xlang_tables"))
-
-
-def _labels(x: numpy.ndarray, flip: bool = False) -> numpy.ndarray:
-    labels = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(int)
-    return 1 - labels if flip else labels
-
-
-def write_onnx_classifier(path, x: numpy.ndarray, flip: bool = False):
-    """Trains a LogisticRegression and writes it as ONNX taking float64 rows; returns it."""
-    from skl2onnx import to_onnx
-    from sklearn.linear_model import LogisticRegression
-
-    model = LogisticRegression().fit(x, _labels(x, flip))
-    onnx_model = to_onnx(model, x[:1].astype(numpy.float64), options={"zipmap": False})
-    path.write_bytes(onnx_model.SerializeToString())
-    return model
-
-
-def write_xgboost_classifier(path, x: numpy.ndarray):
-    """Trains a small XGBClassifier (on named columns) and saves it as JSON; returns it."""
-    import pandas
-    import xgboost
-
-    model = xgboost.XGBClassifier(n_estimators=4, max_depth=2)
-    model.fit(pandas.DataFrame(x, columns=["f0", "f1", "f2", "f3"]), _labels(x))
-    model.save_model(path)
-    return model
-
-
 def test_onnx_model_scores_parsed_rows(run_pipeline, models, tmp_path):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("skl2onnx")
@@ -140,23 +116,6 @@ def test_every_xgboost_handler_scores_its_table_kind(run_pipeline, models, tmp_p
     got = {tuple(row.example): (row.inference, row.model_id) for row in out["r"]}
     assert got == {tuple(float(v) for v in features): (int(label), str(path))
                    for features, label in zip(x, model.predict(x))}
-
-
-def write_tiny_text_classifier(directory):
-    """A one-layer BERT text classifier and its word-level tokenizer, saved locally."""
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
-
-    words = ["good", "bad", "movie", "plot", "great", "awful"]
-    vocab = directory / "vocab.txt"
-    directory.mkdir()
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(words) + 5, hidden_size=8, num_hidden_layers=1,
-                        num_attention_heads=1, intermediate_size=8, num_labels=2,
-                        max_position_embeddings=16)
-    BertForSequenceClassification(config).eval().save_pretrained(directory)
-    BertTokenizer(str(vocab)).save_pretrained(directory)
 
 
 def test_huggingface_pipeline_classifies_text_as_json(run_pipeline, tmp_path):
