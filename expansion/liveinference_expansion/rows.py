@@ -3,8 +3,9 @@
 Java (or any SDK) names the example and inference types as plain strings ("int64",
 "double", "string", "array<double>", ...); the predictions become Rows
 (example, inference, model_id) of those types, encoded with Beam's portable RowCoder, and
-dead letters become Rows (element, stage, error) of strings. A dict or list declared as a
-string (a Hugging Face pipeline's `{"label": ..., "score": ...}`) crosses as JSON.
+dead letters become Rows (element, stage, error) of strings. A dict, list, array or tensor
+declared as a string (a Hugging Face pipeline's `{"label": ..., "score": ...}`, a tokenizer's
+output) crosses as JSON.
 """
 
 from __future__ import annotations
@@ -91,6 +92,8 @@ def _json_value(value: Any) -> Any:
 
 
 def _as_text(value: Any) -> str:
+    if isinstance(value, numpy.ndarray):
+        return json.dumps(value.tolist())
     if isinstance(value, (dict, list, tuple)):
         return json.dumps(value, default=_json_value)
     return str(value)

@@ -20,6 +20,7 @@ from liveinference_expansion import ConfiguredRunInference, Policy, serving_poli
 
 ALLOWED = Policy(allowed_modules=("liveinference_expansion.functions", "xlang_models"))
 TABLES = Policy(allowed_modules=("liveinference_expansion.functions", "xlang_tables"))
+TEXT = Policy(allowed_modules=("liveinference_expansion.functions", "xlang_text"))
 
 
 def test_pytorch_state_dict_with_model_class_by_name(run_pipeline, models, tmp_path):
@@ -136,6 +137,43 @@ def test_huggingface_pipeline_classifies_text_as_json(run_pipeline, tmp_path):
     for text, expected in zip(texts, reference(texts)):
         assert got[text]["label"] == expected["label"]
         assert got[text]["score"] == pytest.approx(expected["score"], abs=1e-5)
+
+
+@pytest.mark.parametrize("handler, preprocess, extra", [
+    ("huggingface_tensor", "xlang_text.token_ids", {}),
+    ("huggingface_keyed_tensor", "xlang_text.tokenize", {"framework": "pt"}),
+])
+def test_huggingface_model_scores_token_tensors(run_pipeline, tmp_path, handler, preprocess,
+                                                extra):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from transformers import BertForSequenceClassification
+    from xlang_text import token_ids
+
+    model_dir = tmp_path / "tiny-bert"
+    write_tiny_text_classifier(model_dir)
+    texts = ["good movie", "awful plot", "great great plot", "bad"]
+    with serving_policy(TEXT):
+        transform = ConfiguredRunInference(
+            handler,
+            {"model_uri": str(model_dir),
+             "model_class": "transformers.BertForSequenceClassification", **extra},
+            preprocess=[preprocess], postprocess=["xlang_text.logits_label"],
+            example_type="string", inference_type="int64",
+        )
+    out = run_pipeline(lambda p: {"r": p | beam.Create(texts) | transform})
+    model = BertForSequenceClassification.from_pretrained(model_dir)
+    ids = torch.stack([token_ids(text) for text in texts])
+    with torch.no_grad():
+        expected = model(input_ids=ids, attention_mask=(ids != 0).long()
+                         if handler.endswith("keyed_tensor") else None).logits.argmax(dim=1)
+    got = {}
+    for row in out["r"]:
+        example = json.loads(row.example)
+        got[tuple(example["input_ids"] if isinstance(example, dict) else example)] = (
+            row.inference, row.model_id)
+    assert got == {tuple(row.tolist()): (int(label), str(model_dir))
+                   for row, label in zip(ids, expected)}
 
 
 def test_huggingface_model_class_is_taken_from_transformers_only(tmp_path):
