@@ -67,9 +67,9 @@ def _import_mirror(name: str, mirror: str) -> types.ModuleType:
     except ImportError as error:
         raise ImportError(
             f"the model handler source imports {name!r}; liveinference mirrors Beam's "
-            f"ml.inference modules, but {mirror!r} cannot be imported ({error}); use a handler "
-            "liveinference provides (base, sklearn_inference, pytorch_inference, "
-            "tensorflow_inference, onnx_inference, xgboost_inference, huggingface_inference)"
+            f"ml.inference modules, but {mirror!r} cannot be imported ({error}); import a "
+            "module liveinference mirrors (base or a *_inference module of the liveinference "
+            "package) or install the framework it needs"
         ) from error
 
 
@@ -108,21 +108,16 @@ def _source_namespace() -> Dict[str, Any]:
 
 
 def _from_qualified_name(name: str) -> Any:
-    parts = name.split(".")
-    for cut in range(len(parts), 0, -1):
-        module_name = ".".join(parts[:cut])
-        mirror = _mirror_of(module_name)
-        try:
-            found: Any = (_import_mirror(module_name, mirror) if mirror
-                          else importlib.import_module(module_name))
-        except ImportError:
-            if cut == 1:
-                raise
-            continue
-        for attribute in parts[cut:]:
-            found = getattr(found, attribute)
-        return found
-    raise ValueError(f"cannot resolve {name!r}")
+    mirror = _mirror_of(name)
+    found: Any = None
+    path = ""
+    for segment in (mirror or name).split("."):
+        path = f"{path}.{segment}" if path else segment
+        if found is not None and hasattr(found, segment):
+            found = getattr(found, segment)
+        else:
+            found = _import_mirror(name, path) if mirror else importlib.import_module(path)
+    return found
 
 
 def _from_script(source: str) -> Any:
@@ -135,7 +130,7 @@ def _from_script(source: str) -> Any:
     name = "__python_callable__"
     for index in range(len(lines) - 1, -1, -1):
         line = lines[index]
-        if line[0] in " \t" or line.startswith(("@", ")", "]")):
+        if line[0] in " \t":
             continue
         if line.startswith(("def ", "async def ")):
             name = line.split("def ", 1)[1].split("(", 1)[0].strip()

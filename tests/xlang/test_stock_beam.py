@@ -53,8 +53,8 @@ def test_qualified_names_and_expressions_resolve_like_beams_callable_source(mode
 
 
 def test_a_beam_module_without_a_liveinference_mirror_is_named():
-    with pytest.raises(ImportError, match="vertex_ai_inference.*cannot be imported"):
-        load_model_handler_provider(f"from {BEAM}.vertex_ai_inference import X\n"
+    with pytest.raises(ImportError, match="no_such_inference.*cannot be imported"):
+        load_model_handler_provider(f"from {BEAM}.no_such_inference import X\n"
                                     "def f():\n  return X\n")
 
 
