@@ -1,10 +1,12 @@
 """Every framework handler swaps in a second model dropped into the watched folder mid-stream.
 
 Each test streams numbered examples through RunInference on the local runner in streaming
-mode, renames a second model into the watched folder a second in, and checks that the
-predictions, in stream order, come from the first model and then from the second (by model_id
-and by value: the two models answer 1 and 2 whatever the input), and that every example
-comes out once with no dead letters. The models are tiny constant models built here.
+mode, renames a second model into the watched folder once the first served a few
+predictions, stops the stream once the second served a few (`swap_stream`: every step waits
+on an event, never on the clock), and checks that the predictions, in stream order, come
+from the first model and then from the second (by model_id and by value: the two models
+answer 1 and 2 whatever the input), and that every example comes out once with no dead
+letters. The models are tiny constant models built here.
 
 Models saved as directories (a TensorFlow SavedModel, Hugging Face save_pretrained) are
 watched as one version each; the Hugging Face handlers are also tested with the directory
@@ -13,16 +15,10 @@ announced by a ModelMetadata event.
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import shutil
-import threading
-import time
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Dict
 
 # First: it sets Hugging Face offline before transformers is imported.
 import framework_models as builders
-import apache_beam as beam
 import numpy
 import pandas
 import pytest
@@ -31,9 +27,7 @@ import tensorflow as tf
 import torch
 import transformers
 import xgboost
-from apache_beam.transforms.periodicsequence import PeriodicImpulse
 
-from liveinference import ModelMetadata, RunInference
 from liveinference.frameworks.huggingface import (
     HuggingFaceModelHandlerKeyedTensor,
     HuggingFaceModelHandlerTensor,
@@ -58,146 +52,7 @@ from liveinference.frameworks.xgboost import (
 )
 
 from refresh_models import write_model
-
-RATE = 0.1          # seconds between examples
-SECONDS = 3.0       # length of the stream
-COUNT = 30          # examples in the stream: SECONDS / RATE
-DROP_AFTER = 1.0    # seconds into the stream when the second model lands
-ANNOUNCE_AFTER = 0.3  # seconds after it lands that an event names it (event mode)
-POLL = 0.2          # RunInference's watch interval
-LABELS = (1, 2)     # what the first and the second model answer
-
-
-@dataclasses.dataclass(frozen=True)
-class Case:
-    """How one handler is fed and read.
-
-    Attributes:
-        handler: Builds the handler serving the first model, from its path.
-        example: The i-th example of the stream.
-        index: Recovers i from an example.
-        label: Which model's answer (1 or 2) an inference is.
-    """
-
-    handler: Callable[[str], Any]
-    example: Callable[[int], Any]
-    index: Callable[[Any], int]
-    label: Callable[[Any], int]
-
-
-@dataclasses.dataclass(frozen=True)
-class Models:
-    """The first model's path, and a second one (file or directory) to drop in later."""
-
-    first: str
-    second: str
-
-
-def _save_pair(root: Any, name: str, save: Callable[[str, int], None]) -> Models:
-    """Saves models answering 1 and 2 as root/v1{name} and root/v2{name}."""
-    paths = [str(root / f"v{label}{name}") for label in LABELS]
-    for path, label in zip(paths, LABELS):
-        save(path, label)
-    return Models(*paths)
-
-
-# ---------------------------------------------------------------- the mid-stream swap
-
-
-def _drop(source: str, watched: str, staging: str) -> str:
-    """Copies `source` to staging, then renames it into `watched`, so it appears complete."""
-    name = os.path.basename(source)
-    staged = os.path.join(staging, name)
-    if os.path.isdir(source):
-        shutil.copytree(source, staged)
-    else:
-        shutil.copyfile(source, staged)
-    target = os.path.join(watched, name)
-    os.replace(staged, target)
-    return target
-
-
-def _stream(p: Any, start: float, example: Callable[[int], Any]) -> Any:
-    return (
-        p
-        | PeriodicImpulse(start_timestamp=start, stop_timestamp=start + SECONDS, fire_interval=RATE)
-        | beam.Map(lambda t: example(round((float(t) - start) / RATE)))
-    )
-
-
-def _run_swap(
-    run_pipeline: Any, tmp_path: Any, case: Case, models: Models, pattern: str, events: bool = False
-) -> Tuple[List[Any], str]:
-    """Runs the stream with `case`'s handler on `models.first`; drops `models.second` mid-run.
-
-    The second model is renamed into a watched folder; RunInference watches `pattern`
-    there, or, with `events`, is told of the second model by a ModelMetadata event shortly
-    after it landed. Returns the results in stream order and the second model's id.
-    """
-    watched, staging = tmp_path / "watched", tmp_path / "staging"
-    watched.mkdir()
-    staging.mkdir()
-    second = str(watched / os.path.basename(models.second))
-    dropped: List[str] = []
-
-    def build(p: Any) -> Dict[str, Any]:
-        start = time.time() + 0.5
-        if events:
-            announced = (
-                p
-                | "EventClock" >> PeriodicImpulse(
-                    start_timestamp=start + DROP_AFTER + ANNOUNCE_AFTER,
-                    stop_timestamp=start + DROP_AFTER + ANNOUNCE_AFTER + 0.1,
-                    fire_interval=1,
-                )
-                | "Announce" >> beam.Map(lambda _: ModelMetadata(second, "v2"))
-            )
-            refresh: Dict[str, Any] = {"model_metadata_pcoll": announced}
-        else:
-            refresh = {"watch_model_pattern": str(watched / pattern)}
-        timer = threading.Timer(
-            start + DROP_AFTER - time.time(),
-            lambda: dropped.append(_drop(models.second, str(watched), str(staging))),
-        )
-        timer.daemon = True
-        timer.start()
-        rows = _stream(p, start, case.example)
-        results, dlq = rows | RunInference(
-            case.handler(models.first), interval=POLL, **refresh
-        ).with_exception_handling()
-        return {
-            "results": results, "failed": dlq.failed_inferences, "loads": dlq.failed_model_loads
-        }
-
-    out = run_pipeline(build, streaming=True)
-    assert dropped == [second], "the second model was not dropped during the run"
-    assert out["failed"] == [] and out["loads"] == []
-    results = sorted(out["results"], key=lambda r: case.index(r.example))
-    assert [case.index(r.example) for r in results] == list(range(COUNT))
-    return results, second
-
-
-def _check_swap(results: List[Any], case: Case, first: str, second: str) -> None:
-    """The first model served, then the second, each answering as it should."""
-    runs: List[str] = []
-    for result in results:
-        if not runs or runs[-1] != result.model_id:
-            runs.append(result.model_id)
-    assert runs == [first, second]
-    answers = {first: LABELS[0], second: LABELS[1]}
-    wrong = [
-        (result.model_id, case.label(result.inference))
-        for result in results
-        if case.label(result.inference) != answers[result.model_id]
-    ]
-    assert wrong == []
-
-
-def _assert_swaps(
-    run_pipeline: Any, tmp_path: Any, case: Case, models: Models, pattern: str, events: bool = False
-) -> None:
-    results, second = _run_swap(run_pipeline, tmp_path, case, models, pattern, events)
-    _check_swap(results, case, models.first, second)
+from swap_stream import Case, Models, assert_swaps, save_pair
 
 
 # ---------------------------------------------------------------- scikit-learn
@@ -217,7 +72,7 @@ def _scalar(inference: Any) -> int:
 
 @pytest.fixture(scope="module")
 def sklearn_models(tmp_path_factory: pytest.TempPathFactory) -> Models:
-    return _save_pair(
+    return save_pair(
         tmp_path_factory.mktemp("sklearn"), ".pkl", lambda path, label: write_model(path, label)
     )
 
@@ -237,7 +92,7 @@ SKLEARN = {
 
 @pytest.mark.parametrize("kind", sorted(SKLEARN))
 def test_sklearn_handlers_swap_in_a_dropped_pickle(run_pipeline, tmp_path, sklearn_models, kind):
-    _assert_swaps(run_pipeline, tmp_path, SKLEARN[kind], sklearn_models, "*.pkl")
+    assert_swaps(run_pipeline, tmp_path, SKLEARN[kind], sklearn_models, "*.pkl")
 
 
 # ---------------------------------------------------------------- PyTorch
@@ -247,8 +102,8 @@ def test_sklearn_handlers_swap_in_a_dropped_pickle(run_pipeline, tmp_path, sklea
 def torch_models(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Models]:
     root = tmp_path_factory.mktemp("pytorch")
     return {
-        "state_dict": _save_pair(root, ".pt", builders.save_torch_state_dict),
-        "torch_script": _save_pair(root, ".torchscript", builders.save_torch_script),
+        "state_dict": save_pair(root, ".pt", builders.save_torch_state_dict),
+        "torch_script": save_pair(root, ".torchscript", builders.save_torch_script),
     }
 
 
@@ -285,7 +140,7 @@ TORCH = {
 @pytest.mark.parametrize("kind", sorted(TORCH))
 def test_pytorch_handlers_swap_in_a_dropped_model_file(run_pipeline, tmp_path, torch_models, kind):
     case, models, pattern = TORCH[kind]
-    _assert_swaps(run_pipeline, tmp_path, case, torch_models[models], pattern)
+    assert_swaps(run_pipeline, tmp_path, case, torch_models[models], pattern)
 
 
 # ---------------------------------------------------------------- TensorFlow
@@ -295,9 +150,9 @@ def test_pytorch_handlers_swap_in_a_dropped_model_file(run_pipeline, tmp_path, t
 def tf_models(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Models]:
     root = tmp_path_factory.mktemp("tensorflow")
     return {
-        "keras": _save_pair(root, ".keras", builders.save_keras),
-        "weights": _save_pair(root, ".weights.h5", builders.save_keras_weights),
-        "saved_model": _save_pair(root, "_saved_model", builders.save_saved_model),
+        "keras": save_pair(root, ".keras", builders.save_keras),
+        "weights": save_pair(root, ".weights.h5", builders.save_keras_weights),
+        "saved_model": save_pair(root, "_saved_model", builders.save_saved_model),
     }
 
 
@@ -334,7 +189,7 @@ TF = {
 ])
 def test_tensorflow_handlers_swap_in_a_dropped_model(run_pipeline, tmp_path, tf_models, kind):
     case, models, pattern = TF[kind]
-    _assert_swaps(run_pipeline, tmp_path, case, tf_models[models], pattern)
+    assert_swaps(run_pipeline, tmp_path, case, tf_models[models], pattern)
 
 
 # ---------------------------------------------------------------- ONNX
@@ -342,14 +197,14 @@ def test_tensorflow_handlers_swap_in_a_dropped_model(run_pipeline, tmp_path, tf_
 
 @pytest.fixture(scope="module")
 def onnx_models(tmp_path_factory: pytest.TempPathFactory) -> Models:
-    return _save_pair(tmp_path_factory.mktemp("onnx"), ".onnx", builders.save_onnx)
+    return save_pair(tmp_path_factory.mktemp("onnx"), ".onnx", builders.save_onnx)
 
 
 def test_onnx_handler_swaps_in_a_dropped_model_file(run_pipeline, tmp_path, onnx_models):
     case = Case(
         lambda path: OnnxModelHandlerNumpy(path, max_batch_size=4), _row, _first_value, _scalar
     )
-    _assert_swaps(run_pipeline, tmp_path, case, onnx_models, "*.onnx")
+    assert_swaps(run_pipeline, tmp_path, case, onnx_models, "*.onnx")
 
 
 # ---------------------------------------------------------------- XGBoost
@@ -359,8 +214,8 @@ def test_onnx_handler_swaps_in_a_dropped_model_file(run_pipeline, tmp_path, onnx
 def xgboost_models(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Models]:
     root = tmp_path_factory.mktemp("xgboost")
     return {
-        "plain": _save_pair(root, ".ubj", builders.save_xgboost),
-        "named": _save_pair(
+        "plain": save_pair(root, ".ubj", builders.save_xgboost),
+        "named": save_pair(
             root, ".json", lambda path, label: builders.save_xgboost(path, label, named=True)
         ),
     }
@@ -415,7 +270,7 @@ def test_xgboost_handlers_swap_in_a_dropped_state_file(
             "datatable", reason="the datatable package does not import here (no wheel for it)"
         )
     case, models, pattern = XGBOOST[kind]
-    _assert_swaps(run_pipeline, tmp_path, case, xgboost_models[models], pattern)
+    assert_swaps(run_pipeline, tmp_path, case, xgboost_models[models], pattern)
 
 
 # ---------------------------------------------------------------- Hugging Face
@@ -424,15 +279,20 @@ def test_xgboost_handlers_swap_in_a_dropped_state_file(
 def hf_models(tmp_path_factory: pytest.TempPathFactory) -> Models:
     """Two save_pretrained directories, model and tokenizer each."""
     tokenizer = builders.hf_tokenizer()
-    return _save_pair(
+    return save_pair(
         tmp_path_factory.mktemp("huggingface"), "",
         lambda path, label: builders.save_hf(path, label, tokenizer),
     )
 
 
 def _token_ids(i: int) -> torch.Tensor:
-    """[CLS] token-(5 + i) [SEP] [PAD]: the example's number is its second token id."""
-    return torch.tensor([2, 5 + i, 3, 0])
+    """[CLS] two tokens [SEP]: the tokens' ids, less 5, are the example's number's two
+    base-50 digits (ids stay inside the 64-word vocabulary)."""
+    return torch.tensor([2, 5 + i // 50, 5 + i % 50, 3])
+
+
+def _token_index(ids: Any) -> int:
+    return (int(ids[1]) - 5) * 50 + int(ids[2]) - 5
 
 
 def _logits_label(inference: Any) -> int:
@@ -445,15 +305,15 @@ HF = {
             path, transformers.AutoModelForSequenceClassification, max_batch_size=4
         ),
         _token_ids,
-        lambda ids: int(ids[1]) - 5,
+        _token_index,
         _logits_label,
     ),
     "keyed_tensor": Case(
         lambda path: HuggingFaceModelHandlerKeyedTensor(
             path, transformers.AutoModelForSequenceClassification, "pt", max_batch_size=4
         ),
-        lambda i: {"input_ids": _token_ids(i), "attention_mask": torch.tensor([1, 1, 1, 0])},
-        lambda example: int(example["input_ids"][1]) - 5,
+        lambda i: {"input_ids": _token_ids(i), "attention_mask": torch.tensor([1, 1, 1, 1])},
+        lambda example: _token_index(example["input_ids"]),
         _logits_label,
     ),
     "pipeline": Case(
@@ -471,11 +331,11 @@ HF = {
 def test_huggingface_handlers_swap_in_an_announced_model_directory(
     run_pipeline, tmp_path, hf_models, kind
 ):
-    _assert_swaps(run_pipeline, tmp_path, HF[kind], hf_models, "*", events=True)
+    assert_swaps(run_pipeline, tmp_path, HF[kind], hf_models, "*", events=True)
 
 
 @pytest.mark.parametrize("kind", sorted(HF))
 def test_huggingface_handlers_swap_in_a_dropped_model_directory(
     run_pipeline, tmp_path, hf_models, kind
 ):
-    _assert_swaps(run_pipeline, tmp_path, HF[kind], hf_models, "*")
+    assert_swaps(run_pipeline, tmp_path, HF[kind], hf_models, "*")
