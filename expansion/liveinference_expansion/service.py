@@ -36,6 +36,7 @@ from liveinference_expansion.artifacts import StagedArtifacts
 from liveinference_expansion.boot import write_boot_command
 from liveinference_expansion.policy import Policy, set_policy
 from liveinference_expansion.request_guard import RequestRefused, check_expansion_request
+from liveinference_expansion.stock_beam import BEAM_RUN_INFERENCE_URN
 from liveinference_expansion.tls import TlsFiles, listen_credentials
 from liveinference_expansion.transform import TRANSFORM_NAME
 from liveinference_expansion.worker_pool import PrivateWorkerPool, private_directory
@@ -95,12 +96,15 @@ class GuardedExpansionServicer(expansion_service.ExpansionServiceServicer):
                ) -> beam_expansion_api_pb2.ExpansionResponse:
         """Refuses a request outside the allow-list, naming what was refused; else expands it
         (Beam's stock RunInference as the guard rewrote it, for `stock_beam`)."""
+        peer = context.peer() if context is not None else "a local caller"
         try:
             request = check_expansion_request(request, self._allow_inline_source)
         except RequestRefused as error:
-            peer = context.peer() if context is not None else "a local caller"
             _LOGGER.warning("expansion request from %s %s", peer, error)
             return beam_expansion_api_pb2.ExpansionResponse(error=str(error))
+        if request.transform.spec.urn == BEAM_RUN_INFERENCE_URN:
+            _LOGGER.warning("running the model loader source of Beam's stock RunInference "
+                            "from %s (--allow-inline-source)", peer)
         return super().Expand(request, context)
 
     def DiscoverSchemaTransform(
