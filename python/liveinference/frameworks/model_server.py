@@ -1,0 +1,353 @@
+"""Handlers for a model server's REST predict API, in TF Serving's and Vertex AI's JSON shape.
+
+Both servers take `POST ...:predict` with `{"instances": [one JSON value per example]}`
+and answer `{"predictions": [one per example]}`. `ModelServerHandler` sends each batch so,
+over Python's standard HTTP client, and pairs the predictions with the examples;
+`TFServingModelHandler` points it at TF Serving's `/v1/models/NAME[/versions/N]:predict`
+(Vertex AI's handler is in `vertex_ai`). Retries, backoff and throttling come from
+`RemoteModelHandler`: by default a call is retried when the server cannot be reached, does
+not answer in time, or answers 429 or 5xx; a 4xx answer is not retried.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
+
+from liveinference.contract import PredictionResult
+from liveinference.errors import InvalidExampleError
+from liveinference.frameworks.batches import to_prediction_results
+from liveinference.remote import RateLimitExceeded, RemoteModelHandler
+
+__all__ = [
+    "ModelServerError",
+    "ModelServerHandler",
+    "PredictClient",
+    "TFServingModelHandler",
+    "batching_kwargs",
+    "retry_on_server_errors",
+    "split_kwargs",
+]
+
+Headers = Union[Mapping[str, str], Callable[[], Mapping[str, str]], None]
+
+_REMOTE_ARGS = frozenset(
+    {
+        "num_retries", "throttle_delay_secs", "retry_filter", "window_ms", "bucket_ms",
+        "overload_ratio", "rate_limiter", "initial_backoff_secs", "max_backoff_secs",
+    }
+)
+_BATCH_ARGS = {
+    "min_batch_size": "min_batch_size",
+    "max_batch_size": "max_batch_size",
+    "max_batch_duration_secs": "max_batch_duration_secs",
+    "max_batch_weight": "max_batch_weight",
+    "element_size_fn": "element_size_fn",
+    "batch_length_fn": "length_fn",
+    "batch_bucket_boundaries": "bucket_boundaries",
+}
+
+
+class ModelServerError(RuntimeError):
+    """A predict call failed: no answer, an HTTP error, or an answer that is not predictions.
+
+    Attributes:
+        url: The URL called.
+        status: The HTTP status of the answer; None when there was no answer (connection
+            refused, timed out).
+    """
+
+    def __init__(self, message: str, url: str, status: Optional[int] = None) -> None:
+        super().__init__(message)
+        self.url = url
+        self.status = status
+
+
+def retry_on_server_errors(error: Exception) -> bool:
+    """The default `retry_filter` of the model server handlers.
+
+    Args:
+        error: What a predict call raised.
+
+    Returns:
+        True when the server gave no answer, or answered 429 or 5xx (as Beam's Vertex AI
+        handler retries TooManyRequests and ServerError), or the `rate_limiter` refused
+        the call (the client-side 429); False otherwise.
+    """
+    if isinstance(error, RateLimitExceeded):
+        return True
+    if not isinstance(error, ModelServerError):
+        return False
+    return error.status is None or error.status == 429 or error.status >= 500
+
+
+def _hint(status: int) -> str:
+    if status in (401, 403):
+        return "check the credentials passed as headers"
+    if status == 404:
+        return "check the model or endpoint name and the server URL"
+    if status == 429 or status >= 500:
+        return "the server is overloaded or failing; the call is retried per retry_filter"
+    return "the server refused these examples: check them against the model's input signature"
+
+
+def _to_json(value: Any) -> Any:
+    """Makes numpy arrays and scalars JSON values; refuses anything else json cannot write."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(
+        f"cannot send a {type(value).__name__} to a model server as JSON; turn the examples "
+        "into lists, numbers, strings or dicts of them before RunInference"
+    )
+
+
+class PredictClient:
+    """Posts JSON to one predict URL and returns the decoded JSON answer; thread-safe.
+
+    Args:
+        url: The predict URL.
+        timeout_secs: How long one call may wait for the answer.
+        headers: Extra HTTP headers, or a function returning them per call (for tokens
+            that expire).
+    """
+
+    def __init__(self, url: str, timeout_secs: float, headers: Headers = None) -> None:
+        self.url = url
+        self._timeout_secs = timeout_secs
+        self._headers = headers
+
+    def _all_headers(self) -> Dict[str, str]:
+        extra = self._headers() if callable(self._headers) else self._headers
+        return {"Content-Type": "application/json", **(extra or {})}
+
+    def post(self, body: Mapping[str, Any]) -> Any:
+        """Posts `body` as JSON and returns the answer decoded.
+
+        Raises:
+            InvalidExampleError: if `body` holds a value JSON cannot write.
+            ModelServerError: if there is no answer in time, the answer is an HTTP error,
+                or it is not JSON.
+        """
+        try:
+            data = json.dumps(body, default=_to_json).encode("utf-8")
+        except TypeError as error:
+            raise InvalidExampleError(str(error)) from error
+        request = urllib.request.Request(self.url, data, self._all_headers(), method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self._timeout_secs) as answer:
+                payload = answer.read()
+        except urllib.error.HTTPError as error:
+            detail = error.read()[:300].decode("utf-8", "replace").strip()
+            raise ModelServerError(
+                f"model server {self.url} answered HTTP {error.code} ({error.reason}): "
+                f"{detail}; {_hint(error.code)}",
+                self.url,
+                error.code,
+            ) from None
+        except OSError as error:
+            reason = getattr(error, "reason", error)
+            raise ModelServerError(
+                f"no answer from model server {self.url} ({reason}); check that it is "
+                "running and reachable from the workers, or, if it is slow, raise "
+                f"timeout_secs ({self._timeout_secs:g}s)",
+                self.url,
+            ) from error
+        try:
+            return json.loads(payload)
+        except ValueError:
+            raise ModelServerError(
+                f"model server {self.url} answered with something other than JSON: "
+                f"{payload[:100]!r}; check that the URL is its predict API",
+                self.url,
+                200,
+            ) from None
+
+
+def split_kwargs(kwargs: Dict[str, Any]) -> tuple:
+    """Splits a model server handler's `**kwargs` into RemoteModelHandler's and env_vars.
+
+    Returns:
+        `({remote argument: value}, {environment variable: value})`.
+
+    Raises:
+        TypeError: for a keyword argument no model server handler takes.
+    """
+    unknown = sorted(set(kwargs) - _REMOTE_ARGS - {"env_vars"})
+    if unknown:
+        raise TypeError(
+            f"unknown keyword arguments {unknown}; model server handlers take "
+            f"{sorted(_REMOTE_ARGS | {'env_vars'})} besides their named parameters"
+        )
+    remote = {name: value for name, value in kwargs.items() if name in _REMOTE_ARGS}
+    return remote, dict(kwargs.get("env_vars", {}))
+
+
+def batching_kwargs(**given: Any) -> Dict[str, Any]:
+    """Returns Beam's batching arguments that were set, under `BatchElements`' names."""
+    return {_BATCH_ARGS[name]: value for name, value in given.items() if value is not None}
+
+
+class ModelServerHandler(RemoteModelHandler[Any, PredictionResult, PredictClient]):
+    """Sends each batch as `{"instances": [...]}` to a predict URL; pairs the predictions.
+
+    Args:
+        url: The predict URL.
+        model_id: The id predictions carry (RunInference stamps it).
+        timeout_secs: How long one call may wait for an answer.
+        headers: Extra HTTP headers, or a function returning them per call.
+        batching: `BatchElements` keyword arguments (see `batching_kwargs`).
+        env_vars: Environment variables set before the client is made.
+        namespace: The metrics and log namespace.
+        **remote: RemoteModelHandler's arguments; `retry_filter` defaults to
+            `retry_on_server_errors`.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        model_id: str,
+        timeout_secs: float = 60.0,
+        headers: Headers = None,
+        batching: Optional[Dict[str, Any]] = None,
+        env_vars: Optional[Dict[str, str]] = None,
+        namespace: str = "",
+        **remote: Any,
+    ) -> None:
+        remote.setdefault("retry_filter", retry_on_server_errors)
+        super().__init__(namespace, **remote)
+        if not timeout_secs > 0:
+            raise ValueError(
+                f"timeout_secs must be a positive number of seconds, got {timeout_secs}"
+            )
+        self._url = url
+        self._model_id = model_id
+        self._timeout_secs = timeout_secs
+        self._headers = headers
+        self._batching = dict(batching or {})
+        self._env_vars = dict(env_vars or {})
+
+    def create_client(self) -> PredictClient:
+        """Returns a client for the predict URL; nothing is sent yet."""
+        return PredictClient(self._url, self._timeout_secs, self._headers)
+
+    def _body(self, batch: Sequence[Any], inference_args: Dict[str, Any]) -> Dict[str, Any]:
+        """The request body; subclasses add their server's extra fields."""
+        return {"instances": list(batch), **inference_args}
+
+    def _predictions(self, batch: Sequence[Any], answer: Any) -> List[Any]:
+        """The per-example predictions in an answer."""
+        if not isinstance(answer, dict) or "predictions" not in answer:
+            keys = sorted(answer) if isinstance(answer, dict) else type(answer).__name__
+            raise ModelServerError(
+                f"model server {self._url} answered without 'predictions' (got {keys}); "
+                "check that it speaks the row format of the predict API",
+                self._url,
+                200,
+            )
+        return answer["predictions"]
+
+    def request(
+        self,
+        batch: Sequence[Any],
+        model: PredictClient,
+        inference_args: Optional[Dict[str, Any]] = None,
+    ) -> List[PredictionResult]:
+        """Posts the batch and returns one PredictionResult per example.
+
+        Raises:
+            ModelServerError: if the call fails or the answer holds no predictions.
+            InvalidExampleError: if an example is not JSON, or the number of predictions
+                differs from the number of examples.
+        """
+        answer = model.post(self._body(batch, dict(inference_args or {})))
+        predictions = self._predictions(batch, answer)
+        try:
+            return to_prediction_results(batch, predictions)
+        except InvalidExampleError as error:
+            raise InvalidExampleError(f"model server {self._url}: {error}") from error
+
+    def get_model_id(self) -> str:
+        """Returns the id of the served model: its endpoint or model URL, or resource name."""
+        return self._model_id
+
+    def batch_elements_kwargs(self) -> Dict[str, Any]:
+        """Returns the batching arguments given to the constructor."""
+        return dict(self._batching)
+
+
+class TFServingModelHandler(ModelServerHandler):
+    """Calls TF Serving's REST predict API (row format) for a model it serves.
+
+    Beam has no TF Serving handler; this one is tested here against a local HTTP server
+    that answers as TF Serving's REST API documents.
+
+    Args:
+        model_name: The model's name on the server.
+        server_url: The server's REST address, e.g. "http://localhost:8501".
+        model_version: Ask for this version (`/versions/N`); the newest by default.
+        version_label: Ask for the version with this label (`/labels/L`) instead.
+        signature_name: The SignatureDef to call; the server's default if None.
+        timeout_secs: How long one call may wait for an answer.
+        headers: Extra HTTP headers, or a function returning them per call.
+        min_batch_size, max_batch_size, max_batch_duration_secs: Batching, as every
+            handler takes them.
+        **kwargs: `env_vars` and RemoteModelHandler's arguments (`num_retries`,
+            `throttle_delay_secs`, `retry_filter`, `window_ms`, `bucket_ms`,
+            `overload_ratio`, `rate_limiter`, `initial_backoff_secs`, `max_backoff_secs`).
+            `inference_args` are added to the request body.
+
+    Raises:
+        ValueError: if both `model_version` and `version_label` are given.
+        TypeError: for an unknown keyword argument.
+    """
+
+    def __init__(
+        self,
+        model_name: str,
+        server_url: str = "http://localhost:8501",
+        *,
+        model_version: Optional[int] = None,
+        version_label: Optional[str] = None,
+        signature_name: Optional[str] = None,
+        timeout_secs: float = 60.0,
+        headers: Headers = None,
+        min_batch_size: Optional[int] = None,
+        max_batch_size: Optional[int] = None,
+        max_batch_duration_secs: Optional[int] = None,
+        **kwargs: Any,
+    ) -> None:
+        if model_version is not None and version_label is not None:
+            raise ValueError(
+                f"give model_version ({model_version}) or version_label ({version_label!r}), "
+                "not both: TF Serving selects a version by one of them"
+            )
+        model_url = f"{server_url.rstrip('/')}/v1/models/{model_name}"
+        if model_version is not None:
+            model_url += f"/versions/{model_version}"
+        elif version_label is not None:
+            model_url += f"/labels/{version_label}"
+        remote, env_vars = split_kwargs(kwargs)
+        self._signature_name = signature_name
+        super().__init__(
+            f"{model_url}:predict",
+            model_id=model_url,
+            timeout_secs=timeout_secs,
+            headers=headers,
+            batching=batching_kwargs(
+                min_batch_size=min_batch_size,
+                max_batch_size=max_batch_size,
+                max_batch_duration_secs=max_batch_duration_secs,
+            ),
+            env_vars=env_vars,
+            namespace="TFServingModelHandler",
+            **remote,
+        )
+
+    def _body(self, batch: Sequence[Any], inference_args: Dict[str, Any]) -> Dict[str, Any]:
+        body = super()._body(batch, inference_args)
+        if self._signature_name is not None:
+            body.setdefault("signature_name", self._signature_name)
+        return body
