@@ -161,7 +161,8 @@ class RemoteModelHandler(ModelHandler[ExampleT, PredictionT, ModelT], abc.ABC):
         initial_backoff_secs: float = 5.0,
         max_backoff_secs: float = 3600.0,
     ) -> None:
-        super().__init__()
+        # ModelHandler.__init__ is not called, as in Beam: subclasses written for Beam set
+        # attributes such as `_env_vars` before calling this, and keep them.
         if num_retries < 0 or initial_backoff_secs < 0 or max_backoff_secs < 0:
             raise ValueError(
                 f"num_retries ({num_retries}), initial_backoff_secs ({initial_backoff_secs}) "

@@ -19,7 +19,6 @@ import pytest
 
 from liveinference import FailureRecord, RunInference
 from liveinference.frameworks.model_server import ModelServerError, TFServingModelHandler
-from liveinference.remote import RateLimitExceeded, RemoteModelHandler
 from liveinference.testing import query_metrics
 from liveinference.vertex_ai_inference import VertexAIModelHandlerJSON
 
@@ -28,6 +27,7 @@ _LOG = logging.getLogger(__name__)
 _ROUTES = (
     re.compile(r"^/v1/models/(?P<model>[^/:]+)(/versions/\d+|/labels/[^/:]+)?:predict$"),
     re.compile(r"^/v1/projects/[^/]+/locations/[^/]+/endpoints/(?P<endpoint>[^/:]+):predict$"),
+    re.compile(r"^/v1/projects/[^/]+/locations/[^/]+/endpoints/(?P<invoke>[^/:]+)/invoke/.+$"),
 )
 DEPLOYED_MODEL_ID = "4242"
 # Short backoff; throttling that looks back 50 ms and waits 60 ms, so one wait empties its
@@ -69,7 +69,7 @@ class ModelServer:
         self._httpd.shutdown()
         self._httpd.server_close()
 
-    def answer(self, path: str, headers: Any, body: Dict[str, Any]) -> Tuple[int, Dict[str, Any]]:
+    def answer(self, path: str, headers: Any, body: Dict[str, Any]) -> Tuple[int, Any]:
         with self._lock:
             self.requests.append((path, body))
             action = self.script.popleft() if self.script else ("fail" if self.fail_all else "")
@@ -87,6 +87,8 @@ class ModelServer:
             predictions = self.model.predict(numpy.asarray(body["instances"], dtype=float))
         except (KeyError, ValueError) as error:
             return 400, {"error": str(error)}
+        if "invoke" in match.groupdict():
+            return 200, predictions.tolist()
         answer: Dict[str, Any] = {"predictions": predictions.tolist()}
         if "endpoint" in match.groupdict():
             answer["deployedModelId"] = DEPLOYED_MODEL_ID
@@ -285,40 +287,16 @@ def test_persistent_failures_throttle_requests(run_pipeline, server, dataset):
     assert counters.get("throttled_requests", 0) > 0
 
 
-def test_remote_handlers_keep_retries_out_of_reach_of_overrides():
-    with pytest.raises(TypeError, match="implement request\\(\\) instead"):
-
-        class Overriding(RemoteModelHandler):  # noqa: F841 - the definition is refused
-            def run_inference(self, batch, model, inference_args=None):
-                return []
-
-
-class RefuseFirst:
-    """A rate limiter (Beam's `allow(hits_added=n)`) that refuses its first `refusals` calls."""
-
-    def __init__(self, refusals: int) -> None:
-        self.refusals = refusals
-        self.hits: List[int] = []
-
-    def allow(self, hits_added: int = 1) -> bool:
-        self.hits.append(hits_added)
-        return len(self.hits) > self.refusals
-
-
-def test_rate_limiter_refusals_are_retried_like_failed_calls(server, model, dataset):
-    rows = _rows(dataset, 3)
-    limiter = RefuseFirst(1)
-    handler = TFServingModelHandler("clf", server.url, num_retries=1, rate_limiter=limiter, **FAST)
+def test_vertex_invoke_route_pairs_a_list_answer(server, model, dataset):
+    handler = VertexAIModelHandlerJSON(
+        "5", "p", "us-east1", invoke_route="/predict/v1", api_endpoint=server.url
+    )
+    rows = _rows(dataset, 4)
     results = handler.run_inference(rows, handler.load_model())
     assert [r.inference for r in results] == model.predict(numpy.asarray(rows)).tolist()
-    assert limiter.hits == [3, 3]
-    assert len(server.requests) == 1
+    assert server.requests[0][0] == "/v1/projects/p/locations/us-east1/endpoints/5/invoke/predict/v1"
 
 
-def test_rate_limiter_that_keeps_refusing_sends_nothing(server, dataset):
-    handler = TFServingModelHandler(
-        "clf", server.url, num_retries=2, rate_limiter=RefuseFirst(10), **FAST
-    )
-    with pytest.raises(RateLimitExceeded, match="refused a batch of 2 examples"):
-        handler.run_inference(_rows(dataset, 2), handler.load_model())
-    assert server.requests == []
+def test_vertex_private_endpoint_needs_its_address():
+    with pytest.raises(ValueError, match="private: pass api_endpoint"):
+        VertexAIModelHandlerJSON("5", "p", "us-east1", network="n", private=True)
