@@ -114,7 +114,8 @@ def _popen(command: Sequence[str], log: Path, env: Optional[dict] = None) -> sub
 
 
 @contextlib.contextmanager
-def start_service(log_dir: Path, *extra: str, port: int = 0) -> Iterator[Running]:
+def start_service(log_dir: Path, *extra: str, port: int = 0,
+                  stdin: int = subprocess.DEVNULL) -> Iterator[Running]:
     """Runs `python -m liveinference_expansion serve` on loopback until the block ends.
 
     Args:
@@ -122,6 +123,8 @@ def start_service(log_dir: Path, *extra: str, port: int = 0) -> Iterator[Running
         *extra: More `serve` flags, e.g. `--process-workers` for Beam's Flink job server,
             which cannot dial the worker pool's Unix socket.
         port: The expansion port; 0 picks a free one.
+        stdin: The service's standard input: `subprocess.PIPE` gives the caller
+            `.process.stdin` (for `--stop-on-stdin-eof`).
 
     Yields:
         The running service; `.address` is what it printed, `.extra["workers"]` the
@@ -135,7 +138,7 @@ def start_service(log_dir: Path, *extra: str, port: int = 0) -> Iterator[Running
     log = log_dir / "service.log"
     process = subprocess.Popen(
         [sys.executable, "-m", "liveinference_expansion", "serve", "--port", str(port), *extra],
-        stdout=subprocess.PIPE, stderr=open(log, "wb"), stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=open(log, "wb"), stdin=stdin,
         env=env, cwd=ROOT, text=True,
     )
     running = Running(process, log)

@@ -3,23 +3,29 @@
     liveinference serve [--host 127.0.0.1] [--port 8097] [--worker-pool-dir DIR]
                         [--tls-cert server.pem --tls-key server.key [--tls-client-ca ca.pem]]
                         [--allow-module mypackage.features] [--allow-inline-source]
-                        [--model-root DIR ...]
+                        [--model-root DIR ...] [--stop-on-stdin-eof]
+    liveinference serve --list-handlers
 
 A host other than loopback is refused unless TLS files are given. The service checks that a
 model file exists only inside a `--model-root` folder; other paths are left to the workers.
 
 It prints one line with the addresses once it listens, and stops cleanly on SIGTERM or
-SIGINT (Ctrl-C), stopping the workers it started.
+SIGINT (Ctrl-C), stopping the workers it started. With `--stop-on-stdin-eof` it also stops
+when its standard input closes, so a parent that holds the other end of a pipe takes the service
+with it however it dies (even by SIGKILL).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
-from typing import List, Optional
+import threading
+from typing import Callable, List, Optional
 
+from liveinference_expansion.handlers import describe_handlers
 from liveinference_expansion.model_paths import model_roots
 from liveinference_expansion.policy import DEFAULT_ALLOWED_MODULES, Policy
 from liveinference_expansion.tls import InsecureListenRefused, TlsFiles
@@ -79,14 +85,36 @@ def _parser() -> argparse.ArgumentParser:
                        "file inside it is refused when the pipeline is built; about paths "
                        "elsewhere the service answers nothing (the workers report them when "
                        "they load), so clients cannot probe which files exist")
+    serve.add_argument("--list-handlers", action="store_true",
+                       help="print the handler names requests may use, with the Python class "
+                       "each builds, and exit")
+    serve.add_argument("--stop-on-stdin-eof", action="store_true",
+                       help="stop when standard input closes: a parent process that starts the "
+                       "service with a pipe as its stdin takes it along when it exits or dies")
     serve.add_argument("--log-level", default="INFO",
                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
 
 
+def _stop_on_stdin_eof(stop: Callable[[], None]) -> None:
+    """Calls `stop` from a daemon thread once standard input reaches its end."""
+
+    def watch() -> None:
+        while os.read(sys.stdin.fileno(), 4096):
+            pass
+        _LOGGER.info("standard input closed (--stop-on-stdin-eof), shutting down")
+        stop()
+
+    threading.Thread(target=watch, name="stop-on-stdin-eof", daemon=True).start()
+
+
 def _serve(args: argparse.Namespace) -> int:
     from liveinference_expansion.service import ExpansionServer, ServiceConfig
 
+    if args.list_handlers:
+        sys.stdout.write("".join(f"{line}\n" for line in describe_handlers()))
+        sys.stdout.flush()
+        return 0
     if args.no_worker_pool and not args.environment_type:
         sys.stderr.write("liveinference serve: --no-worker-pool needs --environment-type\n")
         return 2
@@ -137,6 +165,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    if args.stop_on_stdin_eof:
+        _stop_on_stdin_eof(server.stop)
     workers = (f"; Python workers at {server.worker_pool_address}"
                if server.worker_pool_address else "")
     sys.stdout.write(f"liveinference expansion service listening on {server.address}{workers}\n")

@@ -149,3 +149,26 @@ def test_a_model_root_that_is_not_a_folder_is_refused(tmp_path):
     )
     assert result.returncode == 2, result.stdout + result.stderr
     assert f"model root {str(tmp_path / 'none')!r} is not a directory" in result.stderr
+
+
+def test_list_handlers_prints_every_handler_name_with_its_class_and_exits():
+    result = subprocess.run(
+        [sys.executable, "-m", "liveinference_expansion", "serve", "--list-handlers"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "sklearn_numpy: liveinference.sklearn_inference.SklearnModelHandlerNumpy" in lines
+    assert "onnx_numpy: liveinference.onnx_inference.OnnxModelHandlerNumpy" in lines
+    assert "listening" not in result.stdout
+
+
+def test_service_stops_when_its_standard_input_closes(tmp_path):
+    with xlang_runtime.start_service(tmp_path, "--stop-on-stdin-eof",
+                                     stdin=subprocess.PIPE) as running:
+        running.process.stdin.close()
+        assert running.process.wait(timeout=30) == 0
+        assert "stopped" in running.process.stdout.read()
+    log = running.log.read_text()
+    assert "standard input closed (--stop-on-stdin-eof), shutting down" in log
+    assert "Traceback" not in log

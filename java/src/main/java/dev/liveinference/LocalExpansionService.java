@@ -141,7 +141,9 @@ public final class LocalExpansionService implements AutoCloseable {
     List<String> command = new ArrayList<>();
     command.add(python);
     command.addAll(
-        List.of("-m", "liveinference_expansion", "serve", "--host", "127.0.0.1", "--port", "0"));
+        List.of(
+            "-m", "liveinference_expansion", "serve", "--host", "127.0.0.1", "--port", "0",
+            "--stop-on-stdin-eof"));
     command.addAll(args);
     return List.copyOf(command);
   }

@@ -118,7 +118,7 @@ public class LocalExpansionServiceTest {
     }
     assertEquals(
         List.of("py", "-m", "liveinference_expansion", "serve", "--host", "127.0.0.1", "--port",
-            "0", "--allow-module", "m"),
+            "0", "--stop-on-stdin-eof", "--allow-module", "m"),
         LocalExpansionService.command("py", List.of("--allow-module", "m")));
   }
 
