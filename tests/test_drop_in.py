@@ -16,6 +16,8 @@ import liveinference
 from liveinference import base as our_base
 from liveinference import sklearn_inference as our_sklearn
 
+from beam_arguments import names_as_of_2_77
+
 BASE_NAMES = [
     "RunInference", "ModelHandler", "KeyedModelHandler", "MaybeKeyedModelHandler",
     "PredictionResult", "ModelMetadata", "RunInferenceDLQ", "KeyModelMapping",
@@ -66,8 +68,8 @@ def test_runinference_takes_beams_arguments_except_the_test_clock():
 
 @pytest.mark.parametrize("name", ["SklearnModelHandlerNumpy", "SklearnModelHandlerPandas"])
 def test_sklearn_handlers_take_beams_arguments(name):
-    assert _parameters(getattr(our_sklearn, name).__init__) == _parameters(
-        getattr(beam_sklearn, name).__init__
+    assert _parameters(getattr(our_sklearn, name).__init__) == names_as_of_2_77(
+        _parameters(getattr(beam_sklearn, name).__init__)
     )
 
 

@@ -8,6 +8,7 @@ keyed_models.py.
 
 from __future__ import annotations
 
+import pickle
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from liveinference.contract import (
@@ -35,6 +36,13 @@ def _refuse_processing_fns(handler: ModelHandler, wrapper: str) -> None:
         )
 
 
+def _keyed_bytes(batch: Sequence[Tuple[Any, Any]], inner: ModelHandler) -> int:
+    """Returns the bytes of a keyed batch as Beam's KeyedModelHandler counts them: the
+    pickled tuple of keys plus `inner`'s count of the examples."""
+    keys = tuple(key for key, _ in batch)
+    return len(pickle.dumps(keys)) + inner.get_num_bytes([example for _, example in batch])
+
+
 class OneModelForAllKeys(Delegating):
     """Takes `(key, example)` pairs, runs one model on the examples, keeps the keys.
 
@@ -56,8 +64,9 @@ class OneModelForAllKeys(Delegating):
         return list(zip(keys, predictions))
 
     def get_num_bytes(self, batch: Sequence[Tuple[Any, Any]]) -> int:
-        """Returns the size of the examples in a batch, keys not counted."""
-        return self._inner.get_num_bytes([example for _, example in batch])
+        """Returns the pickled size of the keys plus the inner handler's count of the
+        examples, as Beam's KeyedModelHandler counts."""
+        return _keyed_bytes(batch, self._inner)
 
     def update_model_paths(
         self,
@@ -152,9 +161,10 @@ class MaybeKeyedModelHandler(Delegating):
         return self._inner.run_inference(batch, model, inference_args)
 
     def get_num_bytes(self, batch: Sequence[Any]) -> int:
-        """Returns the size of the examples in a batch, keys not counted."""
+        """Returns the size of a batch as Beam counts it: for `(key, example)` pairs, the
+        pickled keys plus the inner handler's count of the examples."""
         if batch and all(isinstance(element, tuple) and len(element) == 2 for element in batch):
-            return self._inner.get_num_bytes([example for _, example in batch])
+            return _keyed_bytes(batch, self._inner)
         return self._inner.get_num_bytes(batch)
 
     def get_preprocess_fns(self) -> Iterable[Callable[[Any], Any]]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, ClassVar, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
+from liveinference.batching import check_batching
 from liveinference.contract import ModelHandler, PredictionResult
 from liveinference.errors import InvalidExampleError
 from liveinference.frameworks.batches import example_bytes, to_prediction_results
@@ -30,31 +31,42 @@ from liveinference.frameworks.loading import load_step
 __all__ = ["FrameworkHandler", "HandlerOptions"]
 
 _KNOWN_KWARGS = frozenset({"env_vars"})
+# A handler's batching arguments (Beam 2.77's), by the names BatchElements gives them.
+_BATCHING = {
+    "min_batch_size": "min_batch_size",
+    "max_batch_size": "max_batch_size",
+    "max_batch_duration_secs": "max_batch_duration_secs",
+    "max_batch_weight": "max_batch_weight",
+    "element_size_fn": "element_size_fn",
+    "batch_length_fn": "length_fn",
+    "batch_bucket_boundaries": "bucket_boundaries",
+}
 
 
 @dataclasses.dataclass(frozen=True)
 class HandlerOptions:
-    """Batching bounds, cross-process sharing and environment variables of a handler.
+    """Batching, cross-process sharing and environment variables of a handler.
 
-    Every framework handler's constructor takes them as Beam's handlers do:
+    Every framework handler's constructor takes them as Beam 2.77's handlers do:
     `min_batch_size`, `max_batch_size` (the smallest and largest batch `BatchElements`
     makes), `max_batch_duration_secs` (the longest a batch waits to fill, in streaming),
-    `large_model` (keep one copy of the model per machine instead of per process),
-    `model_copies` (how many copies to keep per machine; implies sharing) and, in
-    `**kwargs`, `env_vars` (a dict of environment variables set before the model loads).
+    `max_batch_weight` with `element_size_fn` (the most a batch may weigh, and an
+    example's weight), `batch_length_fn` with `batch_bucket_boundaries` (batch examples
+    of similar length together), `large_model` (keep one copy of the model per machine
+    instead of per process), `model_copies` (how many copies to keep per machine; implies
+    sharing) and, in `**kwargs`, `env_vars` (a dict of environment variables set before
+    the model loads). RunInference batches as `liveinference.batching` says, on any Beam.
 
     Attributes:
-        min_batch_size: The smallest batch `BatchElements` makes, if set.
-        max_batch_size: The largest batch `BatchElements` makes, if set.
-        max_batch_duration_secs: The longest a batch waits to fill, if set.
+        batching: The batching arguments given, under `BatchElements`' names
+            (`batch_length_fn` as `length_fn`, `batch_bucket_boundaries` as
+            `bucket_boundaries`).
         share_across_processes: Keep one copy of the model per machine.
         model_copies: How many copies to keep per machine when sharing.
         env_vars: Environment variables set before the model loads.
     """
 
-    min_batch_size: Optional[int] = None
-    max_batch_size: Optional[int] = None
-    max_batch_duration_secs: Optional[float] = None
+    batching: Dict[str, Any] = dataclasses.field(default_factory=dict)
     share_across_processes: bool = False
     model_copies: int = 1
     env_vars: Dict[str, str] = dataclasses.field(default_factory=dict)
@@ -64,17 +76,18 @@ class HandlerOptions:
         """Removes the options from a constructor's arguments, checks and returns them.
 
         Args:
-            arguments: The constructor's arguments by name; `min_batch_size`,
-                `max_batch_size`, `max_batch_duration_secs`, `large_model`,
-                `model_copies` and `kwargs` (its `**kwargs`) are taken out where present.
+            arguments: The constructor's arguments by name; the batching arguments,
+                `large_model`, `model_copies` and `kwargs` (its `**kwargs`) are taken
+                out where present.
 
         Raises:
-            TypeError: for a keyword argument no handler takes (a likely typo).
-            ValueError: for batch sizes that are not positive or min above max, or
-                `model_copies` below 1.
+            TypeError: for a keyword argument no handler takes (a likely typo), or a
+                batching function that is not callable.
+            ValueError: for batch sizes that are not positive or min above max,
+                `model_copies` below 1, or batching arguments `batching.check_batching`
+                refuses (durations and weights must be finite and positive).
         """
-        low, high = arguments.pop("min_batch_size", None), arguments.pop("max_batch_size", None)
-        duration = arguments.pop("max_batch_duration_secs", None)
+        given = {name: arguments.pop(name, None) for name in _BATCHING}
         large_model = arguments.pop("large_model", False)
         copies = arguments.pop("model_copies", None)
         kwargs = arguments.pop("kwargs", {})
@@ -84,6 +97,7 @@ class HandlerOptions:
                 f"unknown handler keyword arguments {unknown}; handlers take "
                 f"{sorted(_KNOWN_KWARGS)} besides their named parameters"
             )
+        low, high = given["min_batch_size"], given["max_batch_size"]
         for name, size in (("min_batch_size", low), ("max_batch_size", high)):
             if size is not None and size < 1:
                 raise ValueError(f"{name} must be at least 1, got {size}")
@@ -91,13 +105,15 @@ class HandlerOptions:
             raise ValueError(f"min_batch_size {low} is larger than max_batch_size {high}")
         if copies is not None and copies < 1:
             raise ValueError(f"model_copies must be at least 1, got {copies}")
+        batching = check_batching(
+            {_BATCHING[name]: value for name, value in given.items() if value is not None}
+        )
         env_vars = dict(kwargs.get("env_vars", {}))
-        return cls(low, high, duration, large_model or copies is not None, copies or 1, env_vars)
+        return cls(batching, large_model or copies is not None, copies or 1, env_vars)
 
     def batch_elements_kwargs(self) -> Dict[str, Any]:
-        """Returns the set batch bounds as `beam.BatchElements` keyword arguments."""
-        names = ("min_batch_size", "max_batch_size", "max_batch_duration_secs")
-        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+        """Returns the batching arguments given, as `batching.HandlerBatching` takes them."""
+        return dict(self.batching)
 
 
 class FrameworkHandler(ModelHandler):
@@ -217,7 +233,8 @@ class FrameworkHandler(ModelHandler):
         return sum(example_bytes(example) for example in batch)
 
     def batch_elements_kwargs(self) -> Dict[str, Any]:
-        """Returns the batch size bounds given to the constructor."""
+        """Returns the batching arguments given to the constructor, as `BatchElements`
+        names them (`length_fn`, `bucket_boundaries` for Beam's `batch_*` arguments)."""
         return self._options.batch_elements_kwargs()
 
     def share_model_across_processes(self) -> bool:

@@ -188,9 +188,11 @@ class HuggingFaceModelHandlerTensor(_PretrainedHandler):
             PredictionResults; by default the batch is stacked and passed to the model. The
             handler passes model_id=None: RunInference names the model on each result.
         load_model_args: Keyword arguments for `from_pretrained`.
-        min_batch_size, max_batch_size, max_batch_duration_secs, large_model, model_copies,
-            **kwargs: Batching, sharing and `env_vars`, as every framework handler
-            takes them (see `base.HandlerOptions`).
+        min_batch_size, max_batch_size, max_batch_duration_secs, max_batch_weight,
+            element_size_fn, batch_length_fn, batch_bucket_boundaries, large_model,
+            model_copies, **kwargs: Batching (Beam 2.77's arguments, on any Beam),
+            sharing and `env_vars`, as every framework handler takes them (see
+            `base.HandlerOptions`).
 
     Raises:
         ValueError: if `model_uri` or `model_class` is missing, or for another device.
@@ -213,6 +215,10 @@ class HuggingFaceModelHandlerTensor(_PretrainedHandler):
         max_batch_duration_secs: Optional[int] = None,
         large_model: bool = False,
         model_copies: Optional[int] = None,
+        max_batch_weight: Optional[int] = None,
+        element_size_fn: Optional[Callable[[Any], int]] = None,
+        batch_length_fn: Optional[Callable[[Any], int]] = None,
+        batch_bucket_boundaries: Optional[List[int]] = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(locals())
@@ -246,6 +252,10 @@ class HuggingFaceModelHandlerKeyedTensor(_PretrainedHandler):
         max_batch_duration_secs: Optional[int] = None,
         large_model: bool = False,
         model_copies: Optional[int] = None,
+        max_batch_weight: Optional[int] = None,
+        element_size_fn: Optional[Callable[[Any], int]] = None,
+        batch_length_fn: Optional[Callable[[Any], int]] = None,
+        batch_bucket_boundaries: Optional[List[int]] = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(locals())
@@ -269,9 +279,11 @@ class HuggingFacePipelineModelHandler(FrameworkHandler):
         inference_fn: `fn(batch, pipeline, inference_args)` returning one prediction per
             example; by default the pipeline is called on the batch.
         load_pipeline_args: Keyword arguments for `transformers.pipeline`.
-        min_batch_size, max_batch_size, max_batch_duration_secs, large_model, model_copies,
-            **kwargs: Batching, sharing and `env_vars`, as every framework handler
-            takes them (see `base.HandlerOptions`).
+        min_batch_size, max_batch_size, max_batch_duration_secs, max_batch_weight,
+            element_size_fn, batch_length_fn, batch_bucket_boundaries, large_model,
+            model_copies, **kwargs: Batching (Beam 2.77's arguments, on any Beam),
+            sharing and `env_vars`, as every framework handler takes them (see
+            `base.HandlerOptions`).
 
     Raises:
         ValueError: if neither task nor model is given, for a device other than 'CPU' or
@@ -294,6 +306,10 @@ class HuggingFacePipelineModelHandler(FrameworkHandler):
         max_batch_duration_secs: Optional[int] = None,
         large_model: bool = False,
         model_copies: Optional[int] = None,
+        max_batch_weight: Optional[int] = None,
+        element_size_fn: Optional[Callable[[Any], int]] = None,
+        batch_length_fn: Optional[Callable[[Any], int]] = None,
+        batch_bucket_boundaries: Optional[List[int]] = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(locals())

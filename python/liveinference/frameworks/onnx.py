@@ -151,9 +151,11 @@ class OnnxModelHandlerNumpy(FrameworkHandler):
         inference_fn: `fn(session, batch, inference_args)` returning one prediction per
             example; by default the batch is stacked into the model's first input and
             the first output is returned.
-        min_batch_size, max_batch_size, max_batch_duration_secs, large_model, model_copies,
-            **kwargs: Batching, sharing and `env_vars`, as every framework handler
-            takes them (see `base.HandlerOptions`).
+        min_batch_size, max_batch_size, max_batch_duration_secs, max_batch_weight,
+            element_size_fn, batch_length_fn, batch_bucket_boundaries, large_model,
+            model_copies, **kwargs: Batching (Beam 2.77's arguments, on any Beam),
+            sharing and `env_vars`, as every framework handler takes them (see
+            `base.HandlerOptions`).
 
     Raises:
         TypeError: for an unknown keyword argument.
@@ -175,6 +177,10 @@ class OnnxModelHandlerNumpy(FrameworkHandler):
         min_batch_size: Optional[int] = None,
         max_batch_size: Optional[int] = None,
         max_batch_duration_secs: Optional[int] = None,
+        max_batch_weight: Optional[int] = None,
+        element_size_fn: Optional[Callable[[Any], int]] = None,
+        batch_length_fn: Optional[Callable[[Any], int]] = None,
+        batch_bucket_boundaries: Optional[List[int]] = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(locals())

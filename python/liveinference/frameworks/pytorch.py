@@ -265,9 +265,11 @@ class PytorchModelHandlerTensor(_PytorchHandler):
             handler passes model_id=None: RunInference names the model on each result.
         torch_script_model_path: Where the TorchScript file is; loaded with `torch.jit.load`.
         load_model_args: Extra keyword arguments for `torch.load` or `torch.jit.load`.
-        min_batch_size, max_batch_size, max_batch_duration_secs, large_model, model_copies,
-            **kwargs: Batching, sharing and `env_vars`, as every framework handler
-            takes them (see `base.HandlerOptions`).
+        min_batch_size, max_batch_size, max_batch_duration_secs, max_batch_weight,
+            element_size_fn, batch_length_fn, batch_bucket_boundaries, large_model,
+            model_copies, **kwargs: Batching (Beam 2.77's arguments, on any Beam),
+            sharing and `env_vars`, as every framework handler takes them (see
+            `base.HandlerOptions`).
 
     Raises:
         ValueError: unless exactly one of `state_dict_path` (with `model_class`) and
@@ -290,6 +292,10 @@ class PytorchModelHandlerTensor(_PytorchHandler):
         large_model: bool = False,
         model_copies: Optional[int] = None,
         load_model_args: Optional[Dict[str, Any]] = None,
+        max_batch_weight: Optional[int] = None,
+        element_size_fn: Optional[Callable[[Any], int]] = None,
+        batch_length_fn: Optional[Callable[[Any], int]] = None,
+        batch_bucket_boundaries: Optional[List[int]] = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(locals())
@@ -318,6 +324,10 @@ class PytorchModelHandlerKeyedTensor(_PytorchHandler):
         large_model: bool = False,
         model_copies: Optional[int] = None,
         load_model_args: Optional[Dict[str, Any]] = None,
+        max_batch_weight: Optional[int] = None,
+        element_size_fn: Optional[Callable[[Any], int]] = None,
+        batch_length_fn: Optional[Callable[[Any], int]] = None,
+        batch_bucket_boundaries: Optional[List[int]] = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(locals())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import pickle
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy
 
@@ -100,9 +100,11 @@ class SklearnModelHandlerNumpy(_SklearnHandler):
         model_file_type: `ModelFileType.PICKLE` (default) or `ModelFileType.JOBLIB`.
         inference_fn: `fn(model, batch, inference_args)` returning the predictions; by
             default the batch is stacked and passed to `model.predict`.
-        min_batch_size, max_batch_size, max_batch_duration_secs, large_model, model_copies,
-            **kwargs: Batching, sharing and `env_vars`, as every framework handler
-            takes them (see `base.HandlerOptions`).
+        min_batch_size, max_batch_size, max_batch_duration_secs, max_batch_weight,
+            element_size_fn, batch_length_fn, batch_bucket_boundaries, large_model,
+            model_copies, **kwargs: Batching (Beam 2.77's arguments, on any Beam),
+            sharing and `env_vars`, as every framework handler takes them (see
+            `base.HandlerOptions`).
     """
 
     def __init__(
@@ -116,6 +118,10 @@ class SklearnModelHandlerNumpy(_SklearnHandler):
         max_batch_duration_secs: Optional[int] = None,
         large_model: bool = False,
         model_copies: Optional[int] = None,
+        max_batch_weight: Optional[int] = None,
+        element_size_fn: Optional[Callable[[Any], int]] = None,
+        batch_length_fn: Optional[Callable[[Any], int]] = None,
+        batch_bucket_boundaries: Optional[List[int]] = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(locals())
@@ -144,6 +150,10 @@ class SklearnModelHandlerPandas(_SklearnHandler):
         max_batch_duration_secs: Optional[int] = None,
         large_model: bool = False,
         model_copies: Optional[int] = None,
+        max_batch_weight: Optional[int] = None,
+        element_size_fn: Optional[Callable[[Any], int]] = None,
+        batch_length_fn: Optional[Callable[[Any], int]] = None,
+        batch_bucket_boundaries: Optional[List[int]] = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(locals())

@@ -19,7 +19,7 @@ handler does come from `base.FrameworkHandler` and `batches`.
 from __future__ import annotations
 
 import enum
-from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
 
 import numpy
 import tensorflow as tf
@@ -331,9 +331,11 @@ class TFModelHandlerNumpy(_TFHandler):
         inference_fn: `fn(model, batch, inference_args, model_id)` returning the
             PredictionResults; by default `default_numpy_inference_fn`. The handler passes
             model_id=None: RunInference names the model on each result.
-        min_batch_size, max_batch_size, max_batch_duration_secs, large_model, model_copies,
-            **kwargs: Batching, sharing and `env_vars`, as every framework handler
-            takes them (see `base.HandlerOptions`).
+        min_batch_size, max_batch_size, max_batch_duration_secs, max_batch_weight,
+            element_size_fn, batch_length_fn, batch_bucket_boundaries, large_model,
+            model_copies, **kwargs: Batching (Beam 2.77's arguments, on any Beam),
+            sharing and `env_vars`, as every framework handler takes them (see
+            `base.HandlerOptions`).
 
     Raises:
         ValueError: for `SAVED_WEIGHTS` without `create_model_fn`, or bad batch sizes.
@@ -356,6 +358,10 @@ class TFModelHandlerNumpy(_TFHandler):
         max_batch_duration_secs: Optional[int] = None,
         large_model: bool = False,
         model_copies: Optional[int] = None,
+        max_batch_weight: Optional[int] = None,
+        element_size_fn: Optional[Callable[[Any], int]] = None,
+        batch_length_fn: Optional[Callable[[Any], int]] = None,
+        batch_bucket_boundaries: Optional[List[int]] = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(locals())
@@ -384,6 +390,10 @@ class TFModelHandlerTensor(_TFHandler):
         max_batch_duration_secs: Optional[int] = None,
         large_model: bool = False,
         model_copies: Optional[int] = None,
+        max_batch_weight: Optional[int] = None,
+        element_size_fn: Optional[Callable[[Any], int]] = None,
+        batch_length_fn: Optional[Callable[[Any], int]] = None,
+        batch_bucket_boundaries: Optional[List[int]] = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(locals())

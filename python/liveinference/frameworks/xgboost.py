@@ -207,8 +207,10 @@ class XGBoostModelHandler(FrameworkHandler):
             written by `model.save_model`.
         inference_fn: `fn(batch, model, inference_args)` returning PredictionResults; by
             default every example is predicted in one `predict` call.
-        min_batch_size, max_batch_size, max_batch_duration_secs, **kwargs: Batching and
-            `env_vars`, as every framework handler takes them (see `base.HandlerOptions`).
+        min_batch_size, max_batch_size, max_batch_duration_secs, max_batch_weight,
+            element_size_fn, batch_length_fn, batch_bucket_boundaries, **kwargs: Batching
+            (Beam 2.77's arguments, on any Beam) and `env_vars`, as every framework
+            handler takes them (see `base.HandlerOptions`).
 
     Raises:
         ValueError: if `model_class` or `model_state` is missing, or `model_class` is a
@@ -228,6 +230,10 @@ class XGBoostModelHandler(FrameworkHandler):
         min_batch_size: Optional[int] = None,
         max_batch_size: Optional[int] = None,
         max_batch_duration_secs: Optional[int] = None,
+        max_batch_weight: Optional[int] = None,
+        element_size_fn: Optional[Callable[[Any], int]] = None,
+        batch_length_fn: Optional[Callable[[Any], int]] = None,
+        batch_bucket_boundaries: Optional[List[int]] = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(locals())
