@@ -10,6 +10,8 @@ import pytest
 
 from liveinference import FailureRecord, InvalidExampleError, ModelLoadError, RunInference
 from liveinference.deadletter import isolate_failures
+from liveinference.dofn import crash_model_id
+from liveinference.refresh.config import RefreshConfig
 from liveinference.frameworks.sklearn import SklearnModelHandlerNumpy
 from liveinference.testing import FaultOnMark
 
@@ -163,6 +165,13 @@ def test_failure_record_names_type_message_and_stage():
     )
 
 
+def test_crash_records_of_a_refreshing_step_say_the_model_is_unknown_and_name_the_first():
+    handler = SklearnModelHandlerNumpy("/models/first.pkl")
+    assert crash_model_id(handler, RefreshConfig()) == "/models/first.pkl"
+    refreshing = crash_model_id(handler, RefreshConfig(watch_pattern="/models/*.pkl"))
+    assert refreshing.startswith("unknown") and "/models/first.pkl" in refreshing
+
+
 def test_with_exception_handling_checks_its_arguments(sklearn_model_path):
     transform = RunInference(SklearnModelHandlerNumpy(sklearn_model_path))
     with pytest.raises(ValueError, match="threshold must be .*between 0 and 1"):
@@ -191,5 +200,8 @@ def test_use_subprocess_survives_a_crashing_model(run_pipeline, sklearn_model_pa
     crashed = [r for r in out["inference"] if "subprocess died" in r.message]
     assert len(crashed) == 4
     assert any(record.element[0] == CRASH_MARK for record in crashed)
+    # The parent never held the model; without refresh it is the handler's own.
+    assert {record.model_id for record in crashed} == {sklearn_model_path}
+    assert all(record[0][0] is record.element and record[1][0] is not None for record in crashed)
     [wrong_width] = [r for r in out["inference"] if "subprocess" not in r.message]
     assert wrong_width.exception_type == "liveinference.errors.InvalidExampleError"

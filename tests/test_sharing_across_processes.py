@@ -79,7 +79,7 @@ def test_model_copies_loads_that_many_copies_per_machine(run_pipeline, worker_pa
 
 
 def test_model_copies_are_used_in_turn():
-    from liveinference.dofn import ModelCopies
+    from liveinference.sharing import ModelCopies
 
     copies = ModelCopies(["first", "second"])
     assert [copies.pick() for _ in range(5)] == ["first", "second", "first", "second", "first"]

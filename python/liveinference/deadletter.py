@@ -1,46 +1,161 @@
-"""Dead letters: the record of a failed element, the DLQ tuple, and bad-row isolation."""
+"""Dead letters: the record of a failed element (read as Beam's pair too), the DLQ tuple,
+and bad-row isolation."""
 
 from __future__ import annotations
 
-import dataclasses
+import sys
+import traceback
 from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple, Type, Union
 
 import apache_beam as beam
 
-__all__ = ["FailureRecord", "FailureThreshold", "RunInferenceDLQ", "isolate_failures"]
+__all__ = ["ErrorInfo", "FailureRecord", "FailureThreshold", "RunInferenceDLQ", "isolate_failures"]
 
 ExceptionTypes = Union[Type[BaseException], Tuple[Type[BaseException], ...]]
 
 
-@dataclasses.dataclass(frozen=True)
-class FailureRecord:
+# What Beam puts at [1] of a dead letter: the exception's class, repr and traceback lines.
+ErrorInfo = Tuple[Type[BaseException], str, List[str]]
+
+
+def _importable(kind: type) -> bool:
+    """True if `kind` can be found again by its module and qualified name."""
+    found: Any = sys.modules.get(kind.__module__)
+    for part in kind.__qualname__.split("."):
+        found = getattr(found, part, None)
+    return found is kind
+
+
+def _portable(kind: Type[BaseException]) -> Type[BaseException]:
+    """The class itself if pickle can name it, else its nearest base that pickle can name."""
+    return next(base for base in kind.__mro__ if _importable(base))
+
+
+def _class_named(name: str) -> Type[BaseException]:
+    """The exception class of a qualified name if its module is imported, else Exception."""
+    module, _, qualname = name.rpartition(".")
+    found: Any = sys.modules.get(module)
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    if isinstance(found, type) and issubclass(found, BaseException):
+        return found
+    return Exception
+
+
+class FailureRecord(tuple):
     """One element that did not make it through RunInference, and why.
 
-    Attributes:
+    It is also Beam's dead letter, a pair read as Beam code reads it: `record[1]` is
+    `(exception class, repr(exception), traceback lines)`, what Beam's
+    `with_exception_handling` puts there, so `x[1][0]` is the exception's class. Beam's
+    `failed_inferences` hold `(batch, error)`; ours hold one record per failed element, so
+    there `record[0]` is a one-element batch `[element]` and `x[0][0]` is the element. In
+    every other dead-letter output `record[0]` is the element, as in Beam's.
+
+    Args and attributes:
         element: The element as it entered the failing stage.
         stage: Where it failed: "preprocess[0]", "load_model", "inference", "postprocess[1]".
         exception_type: The qualified name of the exception's class.
-        message: The exception's message.
-        model_id: The model serving when it failed, if one was.
+        message: The exception's message, then its notes (one a line), if any.
+        model_id: The model serving when it failed.
+        error: Beam's `(class, repr, traceback lines)`; by default the class named by
+            `exception_type` (Exception if its module is not imported), no traceback.
+        batched: Whether `record[0]` is `[element]` (a failed_inferences record).
     """
 
     element: Any
     stage: str
     exception_type: str
     message: str
-    model_id: Optional[str] = None
+    model_id: Optional[str]
+    batched: bool
+
+    def __new__(
+        cls,
+        element: Any,
+        stage: str,
+        exception_type: str,
+        message: str,
+        model_id: Optional[str] = None,
+        error: Optional[ErrorInfo] = None,
+        batched: bool = False,
+    ) -> "FailureRecord":
+        if error is None:
+            kind = _class_named(exception_type)
+            error = (kind, f"{kind.__name__}({message!r})", [])
+        record = super().__new__(cls, ([element] if batched else element, error))
+        fields = zip(_FIELDS, (element, stage, exception_type, message, model_id, batched))
+        record.__dict__.update(fields)
+        return record
 
     @classmethod
     def of(
-        cls, element: Any, stage: str, error: BaseException, model_id: Optional[str] = None
+        cls,
+        element: Any,
+        stage: str,
+        error: BaseException,
+        model_id: Optional[str] = None,
+        batched: bool = False,
     ) -> "FailureRecord":
-        """Builds the record of `element` failing at `stage` with `error`."""
+        """Builds the record of `element` failing at `stage` with `error`.
+
+        Args:
+            element: The element as it entered the stage.
+            stage: The stage's name.
+            error: The exception it raised.
+            model_id: The model serving when it failed.
+            batched: Whether the record goes to failed_inferences (`record[0]` a batch).
+        """
         kind = type(error)
-        return cls(element, stage, f"{kind.__module__}.{kind.__qualname__}", str(error), model_id)
+        lines = traceback.format_exception(kind, error, error.__traceback__)
+        return cls(
+            element,
+            stage,
+            f"{kind.__module__}.{kind.__qualname__}",
+            "\n".join([str(error), *getattr(error, "__notes__", ())]),
+            model_id,
+            (kind, repr(error), lines),
+            batched,
+        )
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"FailureRecord is immutable; cannot set {name!r}")
+
+    def _values(self) -> Tuple[Any, ...]:
+        return tuple(self.__dict__[name] for name in _FIELDS[:5])
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, FailureRecord):
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={value!r}" for name, value in zip(_FIELDS, self._values()))
+        return f"FailureRecord({shown})"
+
+    def __reduce__(self) -> Tuple[Any, Tuple[Any, ...]]:
+        # Beam pickles dead letters by the exception's class: a class pickle cannot name
+        # (one defined in a function) travels as its nearest base that it can.
+        kind, text, lines = self[1]
+        return FailureRecord, (*self._values(), (_portable(kind), text, lines), self.batched)
+
+
+_FIELDS = ("element", "stage", "exception_type", "message", "model_id", "batched")
 
 
 class RunInferenceDLQ(NamedTuple):
     """The dead-letter outputs of `RunInference(...).with_exception_handling()`.
+
+    Each holds `FailureRecord`s, which Beam code reads as Beam's pairs: `x[0][0]` is the
+    element of a failed inference, `x[0]` the element of a failed pre/postprocessing
+    step, `x[1]` the (exception class, repr, traceback lines) of the error.
 
     Attributes:
         failed_inferences: FailureRecords of elements whose model load or inference failed.

@@ -110,22 +110,26 @@ class KeyedModels:
     def run_inference(
         self, batch: Sequence[Tuple[Any, Any]], inference_args: Optional[Dict[str, Any]]
     ) -> List[Tuple[Any, Any]]:
-        """Runs each key's model on its examples; returns `(key, prediction)` in input order.
+        """Runs each key's model on that key's examples; returns `(key, prediction)` pairs.
+
+        As Beam does, the model runs once per key, and every prediction it returns is
+        paired with that key, however many it returns: a handler that returns fewer
+        predictions than examples drops some, one that returns more adds some. Keys come
+        in the order they first appear in the batch.
 
         Raises:
             UnknownKeyError: if no mapping covers a key.
         """
-        positions: Dict[int, List[int]] = collections.defaultdict(list)
-        for position, (key, _) in enumerate(batch):
-            positions[self._index(key)].append(position)
-        results: List[Any] = [None] * len(batch)
-        for index, members in positions.items():
-            examples = [batch[position][1] for position in members]
+        examples_of: Dict[Any, List[Any]] = {}
+        for key, example in batch:
+            examples_of.setdefault(key, []).append(example)
+        results: List[Tuple[Any, Any]] = []
+        for key, examples in examples_of.items():
+            index = self._index(key)
             predictions = self._handlers[index].run_inference(
                 examples, self._model(index), inference_args
             )
-            for position, prediction in zip(members, predictions):
-                results[position] = (batch[position][0], prediction)
+            results.extend((key, prediction) for prediction in predictions)
         return results
 
     def refreshed(self, updates: Sequence[KeyModelPathMapping]) -> "KeyedModels":

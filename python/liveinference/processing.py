@@ -1,7 +1,9 @@
 """Pre- and post-processing steps: apply a handler's functions, dead-lettering failures.
 
-A postprocessing dead letter names the model of the prediction that failed; a
-preprocessing one names none, as no model has seen the element yet.
+A postprocessing dead letter names the model of the prediction that failed. A
+preprocessing one (or a postprocessing one whose element names no model) names the model
+serving in the step's worker process at the time, read from the slot the inference step
+shares, without loading: the handler's own model until a version has been swapped in.
 """
 
 from __future__ import annotations
@@ -13,15 +15,38 @@ from apache_beam.pvalue import TaggedOutput
 
 from liveinference.contract import model_id_of
 from liveinference.deadletter import ExceptionTypes, FailureRecord
+from liveinference.refresh.slot import ModelSlot
+from liveinference.sharing import SlotAccess
 
 __all__ = ["ApplyFns"]
 
 
 class _ApplyFnsDoFn(beam.DoFn):
-    def __init__(self, fns: Sequence[Callable[[Any], Any]], stage: str, catch: Optional[ExceptionTypes]):
+    def __init__(
+        self,
+        fns: Sequence[Callable[[Any], Any]],
+        stage: str,
+        catch: Optional[ExceptionTypes],
+        slots: SlotAccess,
+    ):
         self._fns = list(fns)
         self._stage = stage
         self._catch = catch
+        self._slots = slots
+        self._slot: Optional[ModelSlot] = None
+
+    def setup(self) -> None:
+        if self._catch is not None:
+            self._slot = self._slots.acquire()
+
+    def teardown(self) -> None:
+        self._slot = None
+
+    def _model_id(self, element: Any) -> Optional[str]:
+        model_id = model_id_of(element)
+        if model_id is None and self._slot is not None:
+            model_id = self._slot.model_id_for(element)
+        return model_id
 
     def process(self, element: Any) -> Iterator[Any]:
         value = element
@@ -33,7 +58,7 @@ class _ApplyFnsDoFn(beam.DoFn):
                     error.add_note(f"raised by RunInference's {self._stage}[{index}] function {fn!r}")
                     raise
                 record = FailureRecord.of(
-                    value, f"{self._stage}[{index}]", error, model_id_of(element)
+                    value, f"{self._stage}[{index}]", error, self._model_id(element)
                 )
                 yield TaggedOutput(str(index), record)
                 return
@@ -48,22 +73,30 @@ class ApplyFns(beam.PTransform):
         stage: "preprocess" or "postprocess"; dead letters are staged "<stage>[i]".
         catch: The exception types that send an element to the dead letters; None lets
             every exception fail the pipeline.
+        slots: The inference step's slot, which names the model of a dead letter.
 
     Returns (from expand):
         The transformed elements, and one PCollection of FailureRecords per function.
     """
 
     def __init__(
-        self, fns: Sequence[Callable[[Any], Any]], stage: str, catch: Optional[ExceptionTypes]
+        self,
+        fns: Sequence[Callable[[Any], Any]],
+        stage: str,
+        catch: Optional[ExceptionTypes],
+        slots: SlotAccess,
     ) -> None:
         super().__init__()
         self._fns = list(fns)
         self._stage = stage
         self._catch = catch
+        self._slots = slots
 
     def expand(self, pcoll: beam.PCollection) -> Tuple[beam.PCollection, List[beam.PCollection]]:
         tags = [str(index) for index in range(len(self._fns))]
-        outputs = pcoll | beam.ParDo(_ApplyFnsDoFn(self._fns, self._stage, self._catch)).with_outputs(
+        outputs = pcoll | beam.ParDo(
+            _ApplyFnsDoFn(self._fns, self._stage, self._catch, self._slots)
+        ).with_outputs(
             *tags, main="main"
         )
         return outputs.main, [outputs[tag] for tag in tags]

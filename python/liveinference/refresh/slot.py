@@ -113,7 +113,7 @@ class ServingModel:
             return self.model_id
         try:
             return model_set.model_id_for(key)
-        except KeyError:
+        except (KeyError, TypeError):  # no model serves the key, or it is not hashable
             return self.model_id
 
 
@@ -169,6 +169,14 @@ class ModelSlot:
         """The id of the handler's own model, the first one this slot serves."""
         return self._handler.get_model_id()
 
+    def model_id_for(self, element: Any) -> str:
+        """Returns the id of the model that would serve `element` now; never loads.
+
+        Before the first model is ready that is the handler's own model's id.
+        """
+        serving = self._serving
+        return serving.id_for(element) if serving is not None else self.first_model_id
+
     def current(self) -> Optional[ServingModel]:
         """Returns the serving model, or None before the first one is ready; never loads."""
         return self._serving
@@ -182,7 +190,8 @@ class ModelSlot:
             timeout: The most seconds to wait for a load; None waits as long as it takes.
 
         Raises:
-            ModelLoadError: if the model cannot be loaded.
+            Exception: whatever the handler's `load_model` raised (a `ModelLoadError`
+                from the framework handlers), with a note naming the model.
             TimeoutError: if the load takes longer than `timeout`.
         """
         serving = self._serving
@@ -246,13 +255,13 @@ class ModelSlot:
             started = time.perf_counter()
             try:
                 model = self._load()
-            except ModelLoadError:
-                raise
             except Exception as error:
-                raise ModelLoadError(
-                    f"cannot load model {model_id!r} of {type(self._handler).__name__}: "
-                    f"{type(error).__name__}: {error}"
-                ) from error
+                # Raised as it is, as Beam raises it, so callers catch the handler's types.
+                if not isinstance(error, ModelLoadError):
+                    error.add_note(
+                        f"raised loading model {model_id!r} of {type(self._handler).__name__}"
+                    )
+                raise
             latency_ms = int((time.perf_counter() - started) * 1000)
             serving = ServingModel(model_id, model, self._handler)
             with self._lock:
