@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import apache_beam as beam
 
 from liveinference import KeyedModelHandler, RunInference
+from liveinference.settings import checked_number
 from liveinference_expansion.handlers import as_plain, build_handler, build_keyed_handler
 from liveinference_expansion.policy import Policy, current_policy
 from liveinference_expansion.rows import (
@@ -193,10 +194,7 @@ class ConfiguredRunInference(beam.PTransform):
         _check("watch_model_pattern", pattern, str, "a file pattern (a string)")
         kwargs: Dict[str, Any] = {"watch_model_pattern": pattern}
         if interval is not None:
-            _check("interval", interval, (int, float), "a number of seconds")
-            if interval <= 0:
-                raise ValueError(f"interval must be a positive number of seconds, got {interval}")
-            kwargs["interval"] = interval
+            kwargs["interval"] = checked_number("interval", interval)
         return kwargs
 
     def annotations(self) -> Dict[str, Any]:

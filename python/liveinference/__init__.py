@@ -13,7 +13,7 @@ from liveinference.contract import (
 )
 from liveinference.deadletter import FailureRecord, RunInferenceDLQ
 from liveinference.errors import InvalidExampleError, ModelLoadError
-from liveinference.refresh.events import (
+from liveinference.refresh.model_versions import (
     ModelMetadataFromMessages,
     WatchFilePattern,
     model_metadata_from_message,

@@ -20,6 +20,7 @@ from liveinference.contract import ModelHandler
 from liveinference.deadletter import ExceptionTypes, FailureRecord, isolate_failures
 from liveinference.metrics import InferenceMetrics
 from liveinference.refresh.config import RefreshConfig
+from liveinference.refresh.refresher import start_refresher
 from liveinference.refresh.slot import LoadReport, ModelSlot, ServingModel
 from liveinference.timeouts import call_with_timeout
 
@@ -104,7 +105,7 @@ class InferenceDoFn(beam.DoFn):
         self._metrics = {}
         self._slot = _SLOTS.acquire(self._make_slot, tag=self._model_tag)
         if self._refresh.enabled:
-            self._refresh.start(self._slot, self._handler)
+            start_refresher(self._refresh, self._slot, self._handler)
         if self._catch is None:
             self._slot.wait_for_model(self._timeout)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import uuid
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -12,9 +13,11 @@ from liveinference.contract import ModelHandler
 from liveinference.deadletter import ExceptionTypes, FailureRecord, FailureThreshold, RunInferenceDLQ
 from liveinference.dofn import FAILED, FAILED_MODEL_LOADS, InferenceDoFn
 from liveinference.processing import ApplyFns
-from liveinference.refresh.config import DEFAULT_INTERVAL_SECONDS, RefreshConfig, default_channel
-from liveinference.refresh.events import PublishModelVersions
+from liveinference.refresh.config import RefreshConfig
+from liveinference.refresh.model_versions import PublishModelVersions
+from liveinference.refresh.pipeline_run import channel_for_run, run_id_of
 from liveinference.refresh.validate import ModelValidation
+from liveinference.settings import checked_number
 
 __all__ = ["RunInference"]
 
@@ -60,13 +63,18 @@ class RunInference(beam.PTransform):
         model_identifier: A tag shared by RunInference steps that serve the same model,
             so that a worker process loads it once for all of them.
         **kwargs: `interval` (seconds between polls; 10 for a pattern, 1 for events),
-            `stop_timestamp` (Unix time to stop polling) and `refresh_channel` (the
-            directory events are relayed through; must be visible to every worker,
-            defaults to the system temp dir, which suits single-machine runners).
+            `stop_timestamp` (Unix time to stop polling) and `refresh_channel` (a folder
+            on any Beam filesystem every worker can read and write, e.g. "gs://b/events",
+            under which each pipeline run relays its events; defaults to the pipeline's
+            `--temp_location`, else to this user's private local directory, which suits
+            runners whose workers share this machine).
 
     Raises:
-        TypeError: if `model_handler` is not a handler or an unknown keyword is given.
-        ValueError: if the handler refuses `inference_args`, or `interval` is not positive.
+        TypeError: if `model_handler` is not a handler, an unknown keyword is given, or a
+            number is not a number.
+        ValueError: if the handler refuses `inference_args`, `interval` is not a finite
+            positive number of seconds, or (when the pipeline is built) the event channel
+            is local while the runner's workers run on other machines.
     """
 
     def __init__(
@@ -98,9 +106,11 @@ class RunInference(beam.PTransform):
         self._metrics_namespace = metrics_namespace
         self._model_tag = model_identifier or uuid.uuid4().hex
         self._model_metadata_pcoll = model_metadata_pcoll
-        self._refresh = _refresh_config(
-            watch_model_pattern, model_metadata_pcoll is not None, self._model_tag, kwargs
+        self._refresh = RefreshConfig.from_arguments(
+            watch_model_pattern, model_metadata_pcoll is not None, kwargs
         )
+        channel_root = kwargs.get("refresh_channel")
+        self._channel_root = None if channel_root is None else os.fspath(channel_root)
         self._catch: Optional[ExceptionTypes] = None
         self._use_subprocess = False
         self._threshold = 1.0
@@ -149,12 +159,13 @@ class RunInference(beam.PTransform):
             This transform.
 
         Raises:
-            ValueError: if `threshold` is outside [0, 1] or `timeout` is not positive.
+            TypeError: if `threshold` or `timeout` is not a number.
+            ValueError: if `threshold` is not a finite number in [0, 1] or `timeout` not
+                a finite positive number of seconds.
         """
-        if not 0 <= threshold <= 1:
-            raise ValueError(f"threshold must be between 0 and 1, got {threshold}")
-        if timeout is not None and timeout <= 0:
-            raise ValueError(f"timeout must be a positive number of seconds, got {timeout}")
+        threshold = checked_number("threshold", threshold, unit="", at_most=1, zero_allowed=True)
+        if timeout is not None:
+            timeout = checked_number("timeout", timeout)
         self._catch = exc_class
         self._use_subprocess = use_subprocess
         self._threshold = threshold
@@ -189,10 +200,15 @@ class RunInference(beam.PTransform):
     def expand(self, pcoll: beam.PCollection) -> Any:
         handler = self._model_handler
         inputs = pcoll
+        refresh = self._refresh
         if self._model_metadata_pcoll is not None:
+            channel = channel_for_run(pcoll.pipeline, self._channel_root, self._model_tag)
+            refresh = dataclasses.replace(refresh, channel=channel)
             _ = self._model_metadata_pcoll | "PublishModelVersions" >> PublishModelVersions(
-                self._refresh.channel  # type: ignore[arg-type]
+                channel
             )
+        # One slot per model and run: a new run never picks up an old run's model.
+        slot_tag = f"{self._model_tag}-{run_id_of(pcoll.pipeline)}"
         pcoll, failed_preprocessing = self._apply_fns(
             pcoll, list(handler.get_preprocess_fns()), "preprocess"
         )
@@ -200,7 +216,7 @@ class RunInference(beam.PTransform):
             pcoll = pcoll | "BatchElements" >> beam.BatchElements(
                 **handler.batch_elements_kwargs()
             )
-        results, failed_inferences, failed_model_loads = self._infer(pcoll)
+        results, failed_inferences, failed_model_loads = self._infer(pcoll, slot_tag, refresh)
         results, failed_postprocessing = self._apply_fns(
             results, list(handler.get_postprocess_fns()), "postprocess"
         )
@@ -224,12 +240,12 @@ class RunInference(beam.PTransform):
             return pcoll, []
         return pcoll | stage.capitalize() >> ApplyFns(fns, stage, self._catch)
 
-    def _infer(self, batches: beam.PCollection) -> Tuple[beam.PCollection, Any, Any]:
+    def _infer(
+        self, batches: beam.PCollection, slot_tag: str, refresh: RefreshConfig
+    ) -> Tuple[beam.PCollection, Any, Any]:
         handler = self._model_handler
         namespace = self._metrics_namespace or handler.get_metrics_namespace()
-        dofn = InferenceDoFn(
-            handler, namespace, self._model_tag, self._catch, self._timeout, self._refresh
-        )
+        dofn = InferenceDoFn(handler, namespace, slot_tag, self._catch, self._timeout, refresh)
         pardo = beam.ParDo(dofn, self._inference_args)
         pardo.with_resource_hints(**handler.get_resource_hints())
         if self._catch is None:
@@ -245,25 +261,3 @@ class RunInference(beam.PTransform):
         failed = (outputs[FAILED], crashed) | "FailedInferences" >> beam.Flatten()
         return outputs.main, failed, outputs[FAILED_MODEL_LOADS]
 
-
-def _refresh_config(
-    watch_pattern: Optional[str], has_events: bool, model_tag: str, kwargs: Dict[str, Any]
-) -> RefreshConfig:
-    """Builds the refresh settings from RunInference's arguments.
-
-    Raises:
-        ValueError: if `interval` is not a positive number of seconds.
-    """
-    default_interval = DEFAULT_INTERVAL_SECONDS if watch_pattern else 1.0
-    interval = kwargs.get("interval", default_interval)
-    if not isinstance(interval, (int, float)) or interval <= 0:
-        raise ValueError(f"interval must be a positive number of seconds, got {interval!r}")
-    channel = None
-    if has_events:
-        channel = kwargs.get("refresh_channel") or default_channel(model_tag)
-    return RefreshConfig(
-        watch_pattern=watch_pattern,
-        channel=channel,
-        interval=float(interval),
-        stop_timestamp=kwargs.get("stop_timestamp"),
-    )

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+from typing import List
+
 import pytest
 
 from refresh_models import write_model
@@ -13,3 +17,38 @@ def model_dir(tmp_path):
     write_model(str(tmp_path / "v1.pkl"), 1)
     (tmp_path / "watched").mkdir()
     return tmp_path
+
+
+class RefreshLog(logging.Handler):
+    """Keeps liveinference's log lines, so a test can wait for "a model served" and the like.
+
+    Works for runners whose workers run in the test process (the local runners, and Prism
+    or Flink with the LOOPBACK environment).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self._lines: List[str] = []
+        self._guard = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with self._guard:
+            self._lines.append(record.getMessage())
+
+    def logged(self, *parts: str) -> bool:
+        """True once a line holding every one of `parts` was logged."""
+        with self._guard:
+            return any(all(part in line for part in parts) for line in self._lines)
+
+
+@pytest.fixture
+def refresh_log():
+    """Collects liveinference's log lines of one test."""
+    handler = RefreshLog()
+    logger = logging.getLogger("liveinference")
+    previous = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(previous)

@@ -14,7 +14,8 @@ from liveinference.deadletter import FailureRecord as Record
 from liveinference.frameworks.sklearn import SklearnModelHandlerNumpy
 from liveinference.refresh.refresher import Refresher
 from liveinference.refresh.slot import LoadReport, ModelSlot, resident_bytes
-from liveinference.refresh.sources import ChannelSource, FilePatternSource, publish
+from liveinference.refresh.channel import EventChannel
+from liveinference.refresh.sources import ChannelSource, FilePatternSource
 from liveinference.refresh.validate import ModelValidation
 
 from refresh_models import constant_model, write_model
@@ -106,10 +107,10 @@ def test_canary_examples_that_fail_reject_the_model(model_dir, slot_and_handler)
 
 def test_events_from_a_channel_swap_the_model(model_dir, slot_and_handler):
     slot, handler = slot_and_handler
-    channel = str(model_dir / "channel")
+    channel = EventChannel.for_run(str(model_dir), "run1", "model")
     refresher = Refresher(slot, handler, [ChannelSource(channel)], interval=0.1)
     path = write_model(str(model_dir / "v2.pkl"), 2)
-    publish(channel, ModelMetadata(path, "challenger"))
+    channel.publish(ModelMetadata(path, "challenger"))
     refresher.poll_once()
     assert _predict(slot) == (2, path)
     assert slot.current().model_name == "challenger"

@@ -5,19 +5,15 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import threading
-import time
 
-import apache_beam as beam
-import numpy
 import pytest
-from apache_beam.transforms.periodicsequence import PeriodicImpulse
 
 from liveinference import RunInference
 from liveinference.frameworks.sklearn import SklearnModelHandlerNumpy
+from liveinference.testing import wait_until, when
 
 from refresh_models import write_model
-from test_streaming import _run_models
+from streams import paced_stream, run_models
 
 PRISM = os.environ.get(
     "LIVEINFERENCE_PRISM", os.path.expanduser("~/.cache/liveinference/prism/v2.77.0/prism")
@@ -39,12 +35,12 @@ def prism_endpoint():
     server = subprocess.Popen(
         [PRISM, "--job_port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    deadline = time.time() + 30
-    while time.time() < deadline:
+
+    def listening() -> bool:
         with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.2)
+            return probe.connect_ex(("127.0.0.1", port)) == 0
+
+    wait_until(listening, 30, f"Prism to listen on port {port}")
     yield f"localhost:{port}"
     server.terminate()
     server.wait(timeout=10)
@@ -59,27 +55,27 @@ RUNNERS = {
 
 
 @pytest.mark.parametrize("runner", sorted(RUNNERS))
-def test_a_model_dropped_mid_run_serves_on_every_runner(runner, run_pipeline, model_dir, request):
+def test_a_model_dropped_mid_run_serves_on_every_runner(
+    runner, run_pipeline, model_dir, request, refresh_log
+):
     options = dict(RUNNERS[runner])
     if runner.startswith("prism"):
         options["job_endpoint"] = request.getfixturevalue("prism_endpoint")
     watched = model_dir / "watched"
     handler = SklearnModelHandlerNumpy(str(model_dir / "v1.pkl"), max_batch_size=4)
-    dropper = threading.Timer(3.5, lambda: write_model(str(watched / "v2.pkl"), 2))
+    # Batch runners write results only at the end, so wait for the first model to serve.
+    steps = when([(lambda: refresh_log.logged("loaded the first model"),
+                   lambda: write_model(str(watched / "v2.pkl"), 2))], timeout=120)
 
     def build(p):
-        start = time.time() + 1.0
-        dropper.start()
-        rows = (
-            p | PeriodicImpulse(start_timestamp=start, stop_timestamp=start + 6, fire_interval=0.1)
-            | beam.Map(lambda t: numpy.array([float(t), 0.0, 0.0, 0.0]))
-        )
+        rows = paced_stream(p, rows=60, rate=0.1)
         results, dlq = rows | RunInference(
             handler, watch_model_pattern=str(watched / "*.pkl"), interval=0.3
         ).with_exception_handling()
         return {"results": results, "failed": dlq.failed_inferences}
 
     out = run_pipeline(build, **options)
+    steps.join(timeout=5)
     assert len(out["results"]) + len(out["failed"]) == 60
     assert out["failed"] == []
-    assert _run_models(out["results"]) == [1, 2]
+    assert run_models(out["results"]) == [1, 2]

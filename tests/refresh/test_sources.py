@@ -7,7 +7,8 @@ import os
 import pytest
 
 from liveinference import KeyModelPathMapping, ModelMetadata
-from liveinference.refresh.sources import ChannelSource, FilePatternSource, publish
+from liveinference.refresh.channel import EventChannel
+from liveinference.refresh.sources import ChannelSource, FilePatternSource
 
 from refresh_models import write_model
 
@@ -59,26 +60,26 @@ def test_rewriting_a_file_with_the_same_name_is_a_new_version(tmp_path):
 
 
 def test_a_channel_relays_the_latest_event(tmp_path):
-    channel = str(tmp_path / "channel")
+    channel = EventChannel.for_run(str(tmp_path), "run1", "model")
     source = ChannelSource(channel)
     assert source.poll() is None
-    publish(channel, ModelMetadata("/m/v2.pkl", "v2"))
+    channel.publish(ModelMetadata("/m/v2.pkl", "v2"))
     first = source.poll()
     assert first.offer == ModelMetadata("/m/v2.pkl", "v2")
     assert source.poll().fingerprint == first.fingerprint
-    publish(channel, ModelMetadata("/m/v2.pkl", "v2"))
+    channel.publish(ModelMetadata("/m/v2.pkl", "v2"))
     assert source.poll().fingerprint != first.fingerprint
 
 
 def test_a_channel_relays_per_key_paths(tmp_path):
-    channel = str(tmp_path / "channel")
-    publish(channel, [KeyModelPathMapping(["a", "b"], "/m/ab.pkl", "ab")])
+    channel = EventChannel.for_run(str(tmp_path), "run1", "model")
+    channel.publish([KeyModelPathMapping(["a", "b"], "/m/ab.pkl", "ab")])
     assert ChannelSource(channel).poll().offer == [KeyModelPathMapping(["a", "b"], "/m/ab.pkl", "ab")]
 
 
 def test_publishing_something_that_is_not_a_model_event_says_what_is_expected(tmp_path):
     with pytest.raises(ValueError, match="must be ModelMetadata"):
-        publish(str(tmp_path), "/m/v2.pkl")
+        EventChannel.for_run(str(tmp_path), "run1", "model").publish("/m/v2.pkl")
 
 
 def test_a_model_directory_is_one_version_offered_once_complete(tmp_path):

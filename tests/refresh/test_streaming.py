@@ -1,63 +1,28 @@
-"""Refresh in a running streaming pipeline on the local runner: swaps, bad files, no data lost."""
+"""Refresh in a running streaming pipeline on the local runner: swaps, bad files, no data lost.
+
+Each test acts when the pipeline reaches a state (rows seen, a model served or rejected),
+never after a fixed time.
+"""
 
 from __future__ import annotations
 
 import pickle
-import threading
 import time
 
-import apache_beam as beam
 import numpy
-from apache_beam.transforms.periodicsequence import PeriodicImpulse
 
 from liveinference import RunInference
 from liveinference.frameworks.sklearn import SklearnModelHandlerNumpy
+from liveinference.testing import when
 
 from pipeline_helpers import query_metrics
 from refresh_models import constant_model, write_model
-
-RATE_SECONDS = 0.05
-
-
-def _stream(pipeline, seconds: float, rate: float = RATE_SECONDS):
-    """A steady stream: one row every `rate` seconds for `seconds`, its time in feature 0."""
-    start = time.time() + 0.5
-    return (
-        pipeline
-        | PeriodicImpulse(start_timestamp=start, stop_timestamp=start + seconds, fire_interval=rate)
-        | beam.Map(lambda t: numpy.array([float(t), 0.0, 0.0, 0.0]))
-    )
+from streams import run_models, seen, stream
 
 
-def _later(actions):
-    """Runs (delay, fn) actions on a thread, each `delay` seconds after the previous."""
-    done = []
-
-    def run():
-        for delay, action in actions:
-            time.sleep(delay)
-            done.append((time.time(), action()))
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return done
-
-
-def _by_time(results):
-    return sorted(results, key=lambda r: r.example[0])
-
-
-def _run_models(results):
-    """The sequence of distinct model labels predictions went through, in stream order."""
-    runs = []
-    for result in _by_time(results):
-        label = int(result.inference)
-        if not runs or runs[-1] != label:
-            runs.append(label)
-    return runs
-
-
-def test_models_swap_mid_stream_bad_files_are_rejected_and_nothing_is_lost(run_pipeline, model_dir):
+def test_models_swap_mid_stream_bad_files_are_rejected_and_nothing_is_lost(
+    run_pipeline, model_dir, refresh_log
+):
     watched = model_dir / "watched"
     handler = SklearnModelHandlerNumpy(str(model_dir / "v1.pkl"), max_batch_size=8)
 
@@ -66,30 +31,32 @@ def test_models_swap_mid_stream_bad_files_are_rejected_and_nothing_is_lost(run_p
         with open(watched / "v4.pkl", "wb") as file:
             file.write(payload[: len(payload) // 2])
             file.flush()
-            time.sleep(1.0)
+            time.sleep(1.0)  # a slow writer: the watcher must see the file half-written
             file.write(payload[len(payload) // 2:])
         return "v4"
 
-    dropped = _later([
-        (1.5, lambda: write_model(str(watched / "v2.pkl"), 2)),
-        (1.5, lambda: (watched / "v3.pkl").write_bytes(b"corrupt model bytes")),
-        (1.5, slowly_written),
-        (1.5, lambda: write_model(str(watched / "v5.pkl"), 5)),
+    steps = when([
+        (seen(model_dir / "out" / "results", 10), lambda: write_model(str(watched / "v2.pkl"), 2)),
+        (lambda: refresh_log.logged("now serving", "v2.pkl"),
+         lambda: (watched / "v3.pkl").write_bytes(b"corrupt model bytes")),
+        (lambda: refresh_log.logged("rejected model", "v3.pkl"), slowly_written),
+        (lambda: refresh_log.logged("now serving", "v4.pkl"),
+         lambda: write_model(str(watched / "v5.pkl"), 5)),
     ])
 
     def build(p):
-        results, dlq = _stream(p, 9.0) | RunInference(
+        rows, _ = stream(p, rows=240)
+        results, dlq = rows | RunInference(
             handler, watch_model_pattern=str(watched / "*.pkl"), interval=0.2
         ).with_exception_handling()
         return {"results": results, "inferences": dlq.failed_inferences, "loads": dlq.failed_model_loads}
 
     out = run_pipeline(build, streaming=True)
     results = out["results"]
-    assert len(dropped) == 4
-    expected = len(numpy.arange(0, 9.0, RATE_SECONDS))
-    assert abs(len(results) + len(out["inferences"]) - expected) <= 1
+    dropped = steps.join(timeout=5)
+    assert abs(len(results) + len(out["inferences"]) - 240) <= 1
     assert out["inferences"] == []
-    assert _run_models(results) == [1, 2, 4, 5]
+    assert run_models(results) == [1, 2, 4, 5]
     v2 = str(watched / "v2.pkl")
     assert {r.model_id for r in results if int(r.inference) == 2} == {v2}
     rejected = [(record.model_id, record.stage) for record in out["loads"]]
@@ -104,29 +71,36 @@ def test_reusing_a_file_name_swaps_in_the_rewritten_model(run_pipeline, model_di
     watched = model_dir / "watched"
     write_model(str(watched / "current.pkl"), 1)
     handler = SklearnModelHandlerNumpy(str(watched / "current.pkl"), max_batch_size=8)
-    _later([(2.0, lambda: write_model(str(watched / "current.pkl"), 7))])
+    steps = when([(seen(model_dir / "out" / "results", 20),
+                   lambda: write_model(str(watched / "current.pkl"), 7))])
 
     def build(p):
-        return {"results": _stream(p, 5.0) | RunInference(
+        rows, _ = stream(p, rows=100)
+        return {"results": rows | RunInference(
             handler, watch_model_pattern=str(watched / "*.pkl"), interval=0.2
         )}
 
     results = run_pipeline(build, streaming=True)["results"]
-    assert _run_models(results) == [1, 7]
+    steps.join(timeout=5)
+    assert run_models(results) == [1, 7]
     assert {r.model_id for r in results} == {str(watched / "current.pkl")}
 
 
-def test_validation_keeps_a_rejected_model_from_serving(run_pipeline, model_dir):
+def test_validation_keeps_a_rejected_model_from_serving(run_pipeline, model_dir, refresh_log):
     watched = model_dir / "watched"
     handler = SklearnModelHandlerNumpy(str(model_dir / "v1.pkl"), max_batch_size=8)
-    _later([(1.0, lambda: write_model(str(watched / "v9.pkl"), 9)),
-            (1.0, lambda: write_model(str(watched / "v2.pkl"), 2))])
+    steps = when([
+        (seen(model_dir / "out" / "results", 10), lambda: write_model(str(watched / "v9.pkl"), 9)),
+        (lambda: refresh_log.logged("rejected model", "v9.pkl"),
+         lambda: write_model(str(watched / "v2.pkl"), 2)),
+    ])
 
     def must_not_predict_nine(predictions, model):
         return all(int(p.inference) != 9 for p in predictions)
 
     def build(p):
-        results, dlq = _stream(p, 5.0) | RunInference(
+        rows, _ = stream(p, rows=100)
+        results, dlq = rows | RunInference(
             handler, watch_model_pattern=str(watched / "*.pkl"), interval=0.2
         ).with_exception_handling().with_model_validation(
             canary_examples=[numpy.zeros(4)], check=must_not_predict_nine
@@ -134,7 +108,8 @@ def test_validation_keeps_a_rejected_model_from_serving(run_pipeline, model_dir)
         return {"results": results, "loads": dlq.failed_model_loads}
 
     out = run_pipeline(build, streaming=True)
-    assert _run_models(out["results"]) == [1, 2]
+    steps.join(timeout=5)
+    assert run_models(out["results"]) == [1, 2]
     [rejected] = out["loads"]
     assert rejected.stage == "validate" and rejected.model_id == str(watched / "v9.pkl")
     counters, _ = query_metrics(run_pipeline.result, "BeamML_Sklearn")

@@ -1,30 +1,21 @@
-"""How a RunInference step refreshes its model: which sources, how often, what must pass."""
+"""How a RunInference step refreshes its model: which sources, how often, what must pass.
+
+`RefreshConfig` is plain data: `refresher.start_refresher` starts the thread that acts on it.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
-from typing import List, Optional
+from typing import Any, Mapping, Optional
 
-from liveinference.contract import ModelHandler
-from liveinference.refresh.refresher import Refresher
-from liveinference.refresh.slot import ModelSlot
-from liveinference.refresh.sources import ChannelSource, FilePatternSource
+from liveinference.refresh.channel import EventChannel
 from liveinference.refresh.validate import ModelValidation
+from liveinference.settings import checked_number
 
-__all__ = ["DEFAULT_INTERVAL_SECONDS", "RefreshConfig", "default_channel"]
+__all__ = ["DEFAULT_EVENT_INTERVAL_SECONDS", "DEFAULT_INTERVAL_SECONDS", "RefreshConfig"]
 
 DEFAULT_INTERVAL_SECONDS = 10.0
-
-
-def default_channel(model_tag: str) -> str:
-    """Returns the channel directory used when none is given: under the system temp dir.
-
-    That suits runners whose workers share one machine (the local runners, Prism, Flink in
-    local mode); on a cluster, pass `refresh_channel` on a filesystem every worker sees.
-    """
-    return os.path.join(tempfile.gettempdir(), "liveinference-channels", model_tag)
+DEFAULT_EVENT_INTERVAL_SECONDS = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +24,7 @@ class RefreshConfig:
 
     Attributes:
         watch_pattern: A file pattern every worker polls for new model files, if set.
-        channel: The directory model events are published to, if events are used.
+        channel: The run's event channel, if events are used (set when the step expands).
         interval: Seconds between polls.
         stop_timestamp: Unix time after which workers stop polling, if set.
         validation: What a candidate must pass before it serves, if anything.
@@ -41,7 +32,7 @@ class RefreshConfig:
     """
 
     watch_pattern: Optional[str] = None
-    channel: Optional[str] = None
+    channel: Optional[EventChannel] = None
     interval: float = DEFAULT_INTERVAL_SECONDS
     stop_timestamp: Optional[float] = None
     validation: Optional[ModelValidation] = None
@@ -52,21 +43,23 @@ class RefreshConfig:
         """True when the step has any source of new versions."""
         return bool(self.watch_pattern or self.channel)
 
-    def start(self, slot: ModelSlot, handler: ModelHandler) -> None:
-        """Starts the slot's refresher if it has none yet (once per process and model)."""
-        sources: List[object] = []
-        if self.watch_pattern:
-            sources.append(FilePatternSource(self.watch_pattern))
-        if self.channel:
-            sources.append(ChannelSource(self.channel))
-        slot.start_refresher(
-            lambda: Refresher(
-                slot,
-                handler,
-                sources,
-                self.interval,
-                self.validation,
-                self.load_timeout,
-                self.stop_timestamp,
-            )
+    @classmethod
+    def from_arguments(
+        cls, watch_pattern: Optional[str], has_events: bool, kwargs: Mapping[str, Any]
+    ) -> "RefreshConfig":
+        """Builds the settings from RunInference's `interval` and `stop_timestamp` arguments.
+
+        The channel is left unset: it belongs to a pipeline run and is set at expansion.
+
+        Raises:
+            TypeError, ValueError: naming the argument, if `interval` is not a finite
+                positive number of seconds or `stop_timestamp` not a finite Unix time.
+        """
+        default = DEFAULT_INTERVAL_SECONDS if watch_pattern else DEFAULT_EVENT_INTERVAL_SECONDS
+        interval = checked_number("interval", kwargs.get("interval", default))
+        stop = kwargs.get("stop_timestamp")
+        return cls(
+            watch_pattern=watch_pattern,
+            interval=interval,
+            stop_timestamp=None if stop is None else checked_number("stop_timestamp", stop, unit="seconds since 1970"),
         )

@@ -10,22 +10,53 @@ import logging
 import threading
 import time
 import weakref
-from typing import Any, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from liveinference.contract import ModelHandler
 from liveinference.deadletter import FailureRecord
+from liveinference.refresh.config import RefreshConfig
 from liveinference.refresh.loader import load_version
 from liveinference.refresh.policy import version_to_load
 from liveinference.refresh.slot import ModelSlot
-from liveinference.refresh.sources import Version
+from liveinference.refresh.sources import SETTLE_SECONDS, ChannelSource, FilePatternSource, Version
 from liveinference.refresh.validate import ModelValidation, ModelValidationError
+from liveinference.settings import checked_number
 from liveinference.timeouts import call_with_timeout
 
-__all__ = ["Refresher"]
+__all__ = ["Refresher", "start_refresher"]
 
 _LOG = logging.getLogger(__name__)
 
-SETTLE_SECONDS = 0.5
+# Errors that mean the process is being stopped: the refresh thread lets them end it.
+_STOPPING = (KeyboardInterrupt, SystemExit)
+
+
+def start_refresher(config: RefreshConfig, slot: ModelSlot, handler: ModelHandler) -> None:
+    """Starts the slot's refresher thread for `config`, unless the slot already has one.
+
+    Called from each DoFn's setup(); one refresher runs per process and served model.
+
+    Args:
+        config: Where versions come from and how often to look.
+        slot: The slot to swap new versions into.
+        handler: The handler whose copies load each version.
+    """
+    sources: List[Any] = []
+    if config.watch_pattern:
+        sources.append(FilePatternSource(config.watch_pattern))
+    if config.channel is not None:
+        sources.append(ChannelSource(config.channel))
+    slot.start_refresher(
+        lambda: Refresher(
+            slot,
+            handler,
+            sources,
+            config.interval,
+            config.validation,
+            config.load_timeout,
+            config.stop_timestamp,
+        )
+    )
 
 
 class Refresher:
@@ -33,7 +64,9 @@ class Refresher:
 
     A version that fails to load or to validate is recorded on the slot as a
     FailureRecord (stage "load_model" or "validate") and not tried again until its
-    fingerprint changes; the serving model keeps serving.
+    fingerprint changes; the serving model keeps serving. A source that cannot be polled
+    is recorded once per distinct error (stage "poll") and polled again next time. No
+    exception ends the refresh thread except KeyboardInterrupt and SystemExit.
 
     Args:
         slot: The slot to swap models into.
@@ -43,6 +76,10 @@ class Refresher:
         validation: Checks a candidate must pass, if any.
         load_timeout: The most seconds one load may take, if limited.
         stop_timestamp: Unix time after which polling stops, if any.
+
+    Raises:
+        TypeError, ValueError: if `interval` or `load_timeout` is not a finite positive
+            number of seconds.
     """
 
     def __init__(
@@ -58,12 +95,15 @@ class Refresher:
         self._slot = weakref.ref(slot)
         self._handler = handler
         self._sources = list(sources)
-        self._interval = interval
+        self._interval = checked_number("interval", interval)
         self._validation = validation
-        self._load_timeout = load_timeout
+        self._load_timeout = (
+            None if load_timeout is None else checked_number("load_timeout", load_timeout)
+        )
         self._stop_timestamp = stop_timestamp
         self._serving_fingerprint: Optional[Tuple[Any, ...]] = None
         self._failed: Set[Tuple[Any, ...]] = set()
+        self._poll_errors: Dict[int, str] = {}
 
     def start(self) -> None:
         """Starts polling on a daemon thread."""
@@ -71,15 +111,32 @@ class Refresher:
 
     def poll_once(self) -> None:
         """Polls every source once and loads what the policy picks; on the caller's thread."""
-        for source in self._sources:
+        for index, source in enumerate(self._sources):
             try:
                 offered = source.poll()
-            except Exception as error:  # noqa: BLE001 - a listing error must not end refresh
-                _LOG.warning("cannot poll %s for new models: %s; retrying", source, error)
+            except BaseException as error:  # noqa: BLE001 - a poll error must not end refresh
+                if isinstance(error, _STOPPING):
+                    raise
+                self._poll_failed(index, source, error)
                 continue
+            self._poll_errors.pop(index, None)
             version = version_to_load(offered, self._serving_fingerprint, self._failed)
             if version is not None:
                 self._load(version)
+
+    def _poll_failed(self, index: int, source: Any, error: BaseException) -> None:
+        """Logs a failed poll; records it on the slot when the error is new for the source."""
+        described = f"{type(error).__name__}: {error}"
+        _LOG.warning("cannot poll %s for new models: %s; retrying", source, described)
+        if self._poll_errors.get(index) == described:
+            return
+        self._poll_errors[index] = described
+        slot = self._slot()
+        if slot is not None:
+            current = slot.current()
+            slot.record(
+                FailureRecord.of(repr(source), "poll", error, current.model_id if current else None)
+            )
 
     def _load(self, version: Version) -> None:
         slot = self._slot()
@@ -91,7 +148,9 @@ class Refresher:
                 self._load_timeout,
                 f"loading model {version.model_id}",
             )
-        except Exception as error:  # noqa: BLE001 - a bad model is reported, never fatal
+        except BaseException as error:  # noqa: BLE001 - a bad model is reported, never fatal
+            if isinstance(error, _STOPPING):
+                raise
             self._failed.add(version.fingerprint)
             stage = "validate" if isinstance(error, ModelValidationError) else "load_model"
             slot.record(FailureRecord.of(version.offer, stage, error, version.model_id))
@@ -114,6 +173,11 @@ class Refresher:
         while self._slot() is not None:
             if self._stop_timestamp is not None and time.time() >= self._stop_timestamp:
                 return
-            self.poll_once()
+            try:
+                self.poll_once()
+            except BaseException as error:  # noqa: BLE001 - the thread outlives any one poll
+                if isinstance(error, _STOPPING):
+                    raise
+                _LOG.exception("model refresh failed unexpectedly: %s; polling again", error)
             settling = any(getattr(source, "settling", False) for source in self._sources)
             time.sleep(min(SETTLE_SECONDS, self._interval) if settling else self._interval)

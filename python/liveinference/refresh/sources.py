@@ -7,25 +7,25 @@ None. A version is identified by its fingerprint, so a re-written file is a new 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import time
-import uuid
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Optional, Tuple
 
 from apache_beam.io.filesystems import FileSystems
 
-from liveinference.contract import KeyModelPathMapping, ModelMetadata
+from liveinference.contract import ModelMetadata
+from liveinference.refresh.channel import EventChannel
+from liveinference.refresh.messages import Offer
 
 __all__ = [
+    "SETTLE_SECONDS",
     "ChannelSource",
     "FilePatternSource",
     "Version",
     "model_name_of",
-    "publish",
 ]
 
-Offer = Union[ModelMetadata, List[KeyModelPathMapping]]
+SETTLE_SECONDS = 0.5
+"""How soon a source that saw a file change looks again, to tell when it stopped changing."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +61,7 @@ class FilePatternSource:
     time is its newest file's and whose size is its files' total. A version is offered
     only after two polls saw the same modification time and size, so one still being
     written is not loaded half-way. The first sighting of a change
-    sets `settling`, asking the refresher for a quick second poll.
+    sets `settling`, asking for a second poll after SETTLE_SECONDS.
 
     Args:
         pattern: A glob on any Beam filesystem, e.g. "/models/*.pkl" or "gs://b/m/*.pt".
@@ -71,6 +71,9 @@ class FilePatternSource:
         self._pattern = pattern
         self._seen: Dict[str, Tuple[float, int]] = {}
         self.settling = False
+
+    def __repr__(self) -> str:
+        return f"FilePatternSource({self._pattern!r})"
 
     def poll(self) -> Optional[Version]:
         """Matches the pattern once; returns the newest stable file or directory, if any.
@@ -102,72 +105,37 @@ class FilePatternSource:
         return Version(ModelMetadata(path, model_name_of(path)), (path, mtime, size))
 
 
-def _encode(offer: Offer) -> Dict[str, Any]:
-    if isinstance(offer, ModelMetadata):
-        return {"model_id": offer.model_id, "model_name": offer.model_name}
-    return {
-        "keys": [
-            {"keys": list(m.keys), "update_path": m.update_path, "model_id": m.model_id}
-            for m in offer
-        ]
-    }
-
-
-def _decode(payload: Dict[str, Any]) -> Offer:
-    if "keys" in payload:
-        return [
-            KeyModelPathMapping(m["keys"], m["update_path"], m.get("model_id", ""))
-            for m in payload["keys"]
-        ]
-    return ModelMetadata(payload["model_id"], payload["model_name"])
-
-
-def publish(channel: str, offer: Offer) -> None:
-    """Writes `offer` as the version every worker watching `channel` should serve.
-
-    The write is atomic (a temporary file renamed into place), so readers never see half
-    a message.
-
-    Raises:
-        ValueError: if `offer` is neither ModelMetadata nor a list of KeyModelPathMapping.
-        OSError: if the channel directory cannot be written.
-    """
-    if not isinstance(offer, ModelMetadata) and not (
-        isinstance(offer, Sequence) and all(isinstance(m, KeyModelPathMapping) for m in offer)
-    ):
-        raise ValueError(
-            f"a model event must be ModelMetadata(model_id, model_name) or a list of "
-            f"KeyModelPathMapping, got {type(offer).__name__}: {offer!r}"
-        )
-    normalized: Offer = offer if isinstance(offer, ModelMetadata) else list(offer)
-    os.makedirs(channel, exist_ok=True)
-    message = {"sequence": time.time_ns(), "id": uuid.uuid4().hex, **_encode(normalized)}
-    temporary = os.path.join(channel, f".pending-{message['id']}")
-    with open(temporary, "w") as file:
-        json.dump(message, file)
-    os.replace(temporary, os.path.join(channel, "current.json"))
-
-
 class ChannelSource:
-    """Offers the latest version published to a channel directory by `publish`.
+    """Offers the newest version published to a run's event channel.
+
+    Each poll lists the channel and reads a message only when a newer one appeared.
 
     Args:
-        channel: The directory that events are published to.
+        channel: The run's channel.
     """
 
-    def __init__(self, channel: str) -> None:
-        self._path = os.path.join(channel, "current.json")
+    def __init__(self, channel: EventChannel) -> None:
+        self._channel = channel
+        self._newest: Optional[str] = None
+        self._version: Optional[Version] = None
         self.settling = False
 
+    def __repr__(self) -> str:
+        return f"ChannelSource({self._channel.path!r})"
+
     def poll(self) -> Optional[Version]:
-        """Reads the channel; returns the latest published version, if any.
+        """Reads the channel; returns the newest version published in this run, if any.
 
         Raises:
+            PermissionError: if a local channel is not private to this user.
             ValueError: if the channel holds a message that cannot be read.
+            OSError: if the channel cannot be listed or read.
         """
-        try:
-            with open(self._path) as file:
-                message = json.load(file)
-        except FileNotFoundError:
-            return None
-        return Version(_decode(message), ("event", message["sequence"], message["id"]))
+        newest = self._channel.newest()
+        if newest is not None and newest != self._newest:
+            read = self._channel.read(newest)
+            self._newest = newest
+            if read is not None:
+                offer, message = read
+                self._version = Version(offer, ("event", message["sequence"], message["id"]))
+        return self._version

@@ -1,9 +1,9 @@
-"""Model versions as a PCollection: watch a pattern, read them from messages, relay them.
+"""PTransforms over model versions: watch a pattern, read them from messages, relay them.
 
 `WatchFilePattern` and `ModelMetadataFromMessages` make PCollections of ModelMetadata;
-`RunInference(model_metadata_pcoll=...)` relays each one to its workers through a channel
-directory with `PublishModelVersions`, which works on every runner (Beam's triggered
-side inputs do not run on the local runners, Prism or Flink).
+`RunInference(model_metadata_pcoll=...)` relays each one to its workers through the run's
+event channel (refresh/channel.py) with `PublishModelVersions`, which works on every runner
+(Beam's triggered side inputs do not run on the local runners, Prism or Flink).
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from apache_beam.transforms.periodicsequence import PeriodicImpulse
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
 
 from liveinference.contract import ModelMetadata
-from liveinference.refresh.refresher import SETTLE_SECONDS
-from liveinference.refresh.sources import FilePatternSource, model_name_of, publish
+from liveinference.refresh.channel import EventChannel
+from liveinference.refresh.sources import SETTLE_SECONDS, FilePatternSource, model_name_of
+from liveinference.settings import checked_number
 
 __all__ = [
     "ModelMetadataFromMessages",
@@ -67,6 +68,9 @@ class WatchFilePattern(beam.PTransform):
         file_pattern: A glob on any Beam filesystem.
         interval: Seconds between polls (Beam's default is 360; ours is 10).
         stop_timestamp: When to stop watching (a Unix time or Beam Timestamp).
+
+    Raises:
+        TypeError, ValueError: if `interval` is not a finite positive number of seconds.
     """
 
     def __init__(
@@ -76,10 +80,8 @@ class WatchFilePattern(beam.PTransform):
         stop_timestamp: Union[float, Timestamp] = MAX_TIMESTAMP,
     ) -> None:
         super().__init__()
-        if interval <= 0:
-            raise ValueError(f"interval must be a positive number of seconds, got {interval}")
         self.file_pattern = file_pattern
-        self.interval = interval
+        self.interval = checked_number("interval", interval)
         self.stop_timestamp = stop_timestamp
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
@@ -153,12 +155,12 @@ class ModelMetadataFromMessages(beam.PTransform):
 
 
 class _Publish(beam.DoFn):
-    def __init__(self, channel: str) -> None:
+    def __init__(self, channel: EventChannel) -> None:
         self._channel = channel
 
     def process(self, offer: Any) -> Iterator[Any]:
-        publish(self._channel, offer)
-        _LOG.info("published model version %s to %s", offer, self._channel)
+        message = self._channel.publish(offer)
+        _LOG.info("published model version %s as %s", offer, message)
         yield offer
 
 
@@ -166,13 +168,13 @@ class PublishModelVersions(beam.PTransform):
     """Relays each ModelMetadata (or per-key path list) to the workers watching `channel`.
 
     Args:
-        channel: A directory every worker can read.
+        channel: The run's event channel, on a filesystem every worker can read.
 
     Raises:
         ValueError: at run time, for an element that is not a model event.
     """
 
-    def __init__(self, channel: str) -> None:
+    def __init__(self, channel: EventChannel) -> None:
         super().__init__()
         self._channel = channel
 

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import time
 
 import apache_beam as beam
-import numpy
 import pytest
-from apache_beam.transforms.periodicsequence import PeriodicImpulse
 
 from liveinference import (
     KeyedModelHandler,
@@ -22,26 +19,39 @@ from liveinference import (
 )
 from liveinference.frameworks.sklearn import SklearnModelHandlerNumpy
 
+from liveinference.testing import when
+
 from pipeline_helpers import query_metrics
 from refresh_models import write_model
-from test_streaming import _later, _run_models, _stream
+from streams import run_models, seen, stream
+
+
+def _at_row(rows, index, event, label="EventAtRow"):
+    """Events derived from the stream itself: `event` once row `index` has arrived."""
+    return (
+        rows
+        | f"{label}Filter" >> beam.Filter(lambda row: int(row[1]) == index)
+        | f"{label}Event" >> beam.Map(lambda _: event)
+    )
 
 
 def test_watch_file_pattern_events_swap_the_model(run_pipeline, model_dir):
     watched = model_dir / "watched"
     handler = SklearnModelHandlerNumpy(str(model_dir / "v1.pkl"), max_batch_size=8)
-    _later([(1.5, lambda: write_model(str(watched / "v2.pkl"), 2))])
+    steps = when([(seen(model_dir / "out" / "results", 10),
+                   lambda: write_model(str(watched / "v2.pkl"), 2))])
 
     def build(p):
-        stop = time.time() + 5
+        rows, stop = stream(p, rows=100)
         events = p | WatchFilePattern(str(watched / "*.pkl"), interval=0.25, stop_timestamp=stop)
         return {
-            "results": _stream(p, 4.0) | RunInference(handler, model_metadata_pcoll=events, interval=0.2),
+            "results": rows | RunInference(handler, model_metadata_pcoll=events, interval=0.2),
             "events": events,
         }
 
     out = run_pipeline(build, streaming=True)
-    assert _run_models(out["results"]) == [1, 2]
+    steps.join(timeout=5)
+    assert run_models(out["results"]) == [1, 2]
     assert out["events"] == [ModelMetadata(str(watched / "v2.pkl"), "v2")]
 
 
@@ -51,22 +61,16 @@ def test_messages_from_an_unbounded_source_swap_the_model(run_pipeline, model_di
     message = json.dumps({"model_path": v2, "model_name": "challenger"}).encode()
 
     def build(p):
-        start = time.time() + 0.5
-        messages = (
-            p | "MessageClock" >> PeriodicImpulse(
-                start_timestamp=start + 1.5, stop_timestamp=start + 1.6, fire_interval=1
-            )
-            | "AsMessage" >> beam.Map(lambda _: message)
-        )
-        events = messages | ModelMetadataFromMessages()
-        return {"results": _stream(p, 4.0) | RunInference(
+        rows, _ = stream(p, rows=80)
+        events = _at_row(rows, 20, message, "Message") | ModelMetadataFromMessages()
+        return {"results": rows | RunInference(
             handler, model_metadata_pcoll=events, interval=0.1, refresh_channel=str(channel)
         )}
 
     channel = model_dir / "channel"
     results = run_pipeline(build, streaming=True)["results"]
-    assert (channel / "current.json").exists(), "events are relayed through the given channel"
-    assert _run_models(results) == [1, 2]
+    assert len(list(channel.glob("run-*/event-*.json"))) == 1, "relayed through the given channel"
+    assert run_models(results) == [1, 2]
     assert {r.model_id for r in results if int(r.inference) == 2} == {v2}
 
 
@@ -83,14 +87,17 @@ def test_a_message_names_its_model_or_says_what_is_missing():
 def test_metrics_are_prefixed_by_the_model_name_after_a_refresh(run_pipeline, model_dir):
     watched = model_dir / "watched"
     handler = SklearnModelHandlerNumpy(str(model_dir / "v1.pkl"), max_batch_size=4)
-    _later([(1.0, lambda: write_model(str(watched / "fresh.pkl"), 2))])
+    steps = when([(seen(model_dir / "out" / "results", 8),
+                   lambda: write_model(str(watched / "fresh.pkl"), 2))])
 
     def build(p):
-        return {"results": _stream(p, 3.0, rate=0.25) | RunInference(
+        rows, _ = stream(p, rows=40, rate=0.1)
+        return {"results": rows | RunInference(
             handler, watch_model_pattern=str(watched / "*.pkl"), interval=0.2
         )}
 
     results = run_pipeline(build, streaming=True)["results"]
+    steps.join(timeout=5)
     counters, distributions = query_metrics(run_pipeline.result, "BeamML_Sklearn")
     by_model = {label: sum(1 for r in results if int(r.inference) == label) for label in (1, 2)}
     assert counters["num_inferences"] == by_model[1]
@@ -107,19 +114,34 @@ def test_per_key_models_are_refreshed_per_key(run_pipeline, model_dir):
     ])
 
     def build(p):
-        start = time.time() + 0.5
-        events = (
-            p | "EventClock" >> PeriodicImpulse(start_timestamp=start + 1.5, stop_timestamp=start + 1.6, fire_interval=1)
-            | beam.Map(lambda _: [KeyModelPathMapping(["a"], a2, "a-v2")])
-        )
-        rows = (
-            p | PeriodicImpulse(start_timestamp=start, stop_timestamp=start + 3.5, fire_interval=0.1)
-            | beam.FlatMap(lambda t: [("a", numpy.array([t, 0, 0, 0])), ("b", numpy.array([t, 0, 0, 0]))])
-        )
-        return {"results": rows | RunInference(handler, model_metadata_pcoll=events, interval=0.1)}
+        rows, _ = stream(p, rows=35, rate=0.1)
+        events = _at_row(rows, 10, [KeyModelPathMapping(["a"], a2, "a-v2")])
+        keyed = rows | beam.FlatMap(lambda row: [("a", row), ("b", row)])
+        return {"results": keyed | RunInference(handler, model_metadata_pcoll=events, interval=0.1)}
 
     results = run_pipeline(build, streaming=True)["results"]
     for key, runs in (("a", [10, 20]), ("b", [11])):
         keyed = [result for k, result in results if k == key]
-        assert _run_models(keyed) == runs, key
+        assert run_models(keyed) == runs, key
     assert {r.model_id for k, r in results if k == "a" and int(r.inference) == 20} == {a2}
+
+
+def test_a_new_run_with_the_same_model_identifier_does_not_replay_the_old_runs_event(
+    run_pipeline, model_dir
+):
+    v1, v2 = str(model_dir / "v1.pkl"), write_model(str(model_dir / "v2.pkl"), 2)
+    handler = SklearnModelHandlerNumpy(v1, max_batch_size=8)
+
+    def run(name, events):
+        def build(p):
+            rows, _ = stream(p, rows=60, label=f"{name}Rows")
+            served = p | f"{name}Events" >> beam.Create(events)
+            return {name: rows | f"{name}Inference" >> RunInference(
+                handler, model_metadata_pcoll=served, model_identifier="shared", interval=0.1
+            )}
+        return run_pipeline(build, streaming=True)[name]
+
+    first = run("first", [ModelMetadata(v2, "v2")])
+    assert run_models(first)[-1] == 2, "the first run served its event"
+    second = run("second", [])
+    assert {r.model_id for r in second} == {v1}, "the new run serves its own model, not the old event"
