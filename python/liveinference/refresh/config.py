@@ -58,8 +58,6 @@ class RefreshConfig:
         default = DEFAULT_INTERVAL_SECONDS if watch_pattern else DEFAULT_EVENT_INTERVAL_SECONDS
         interval = checked_number("interval", kwargs.get("interval", default))
         stop = kwargs.get("stop_timestamp")
-        return cls(
-            watch_pattern=watch_pattern,
-            interval=interval,
-            stop_timestamp=None if stop is None else checked_number("stop_timestamp", stop, unit="seconds since 1970"),
-        )
+        if stop is not None:
+            stop = checked_number("stop_timestamp", stop, unit="seconds since 1970")
+        return cls(watch_pattern=watch_pattern, interval=interval, stop_timestamp=stop)
