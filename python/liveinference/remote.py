@@ -144,7 +144,8 @@ class RemoteModelHandler(ModelHandler[ExampleT, PredictionT, ModelT], abc.ABC):
 
     Raises:
         TypeError: when a subclass overrides `load_model` or `run_inference`.
-        ValueError: for a negative `num_retries` or backoff.
+        ValueError: for a negative `num_retries` or backoff, a `throttle_delay_secs` that
+            is not positive, or `bucket_ms` not in (0, `window_ms`].
     """
 
     def __init__(
@@ -167,6 +168,16 @@ class RemoteModelHandler(ModelHandler[ExampleT, PredictionT, ModelT], abc.ABC):
             raise ValueError(
                 f"num_retries ({num_retries}), initial_backoff_secs ({initial_backoff_secs}) "
                 f"and max_backoff_secs ({max_backoff_secs}) must not be negative"
+            )
+        if not throttle_delay_secs > 0:
+            raise ValueError(
+                f"throttle_delay_secs must be positive, got {throttle_delay_secs}: a throttled "
+                "call asks again after that long, and with 0 it would spin"
+            )
+        if not 0 < bucket_ms <= window_ms:
+            raise ValueError(
+                f"bucket_ms ({bucket_ms}) must be above 0 and at most window_ms ({window_ms}): "
+                "throttling keeps window_ms of history in buckets of bucket_ms"
             )
         self._namespace = namespace or type(self).__name__
         self.num_retries = num_retries

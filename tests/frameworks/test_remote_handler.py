@@ -123,3 +123,16 @@ def test_errors_the_retry_filter_refuses_are_raised_at_once():
         handler.run_inference([1], "c")
     assert raised.value.__notes__ == ["not retried: retry_filter refused RateLimitExceeded"]
     assert len(limiter.hits) == 1
+
+
+@pytest.mark.parametrize(
+    "arguments, expected",
+    [
+        ({"num_retries": -1}, "must not be negative"),
+        ({"throttle_delay_secs": 0}, "throttle_delay_secs must be positive"),
+        ({"window_ms": 5, "bucket_ms": 10}, "at most window_ms"),
+    ],
+)
+def test_bad_retry_and_throttling_arguments_fail_at_construction(arguments, expected):
+    with pytest.raises(ValueError, match=expected):
+        DoublingHandler(**arguments)
