@@ -1,7 +1,8 @@
 """Lenient where Beam is lenient: the same handler runs through Beam's RunInference and ours.
 
 - A handler that returns more or fewer results than examples: Beam emits what it returns
-  (a keyed handler pairs keys with what comes back), and so do we.
+  (a keyed handler pairs keys with what comes back), and so do we; a framework handler's
+  custom inference function likewise: examples and predictions pair as far as both go.
 - A model shared across processes: an inference function returning a generator works in
   both; a shared model whose method returns a generator fails in Beam ("cannot pickle
   'generator' object") and works in ours, which sends the generator's items instead.
@@ -68,7 +69,8 @@ def _run(run_pipeline, library, make_handler, inputs):
     """Runs `inputs` through `library`'s RunInference; returns the sorted outputs."""
     name = library.__name__.replace(".", "_")
     out = run_pipeline(
-        lambda p: {name: p | beam.Create(inputs) | library.RunInference(make_handler(library))}
+        # One bundle, so both libraries form the same batches.
+        lambda p: {name: p | beam.Create(inputs, reshuffle=False) | library.RunInference(make_handler(library))}
     )
     return sorted(out[name], key=repr)
 
@@ -103,6 +105,36 @@ def test_per_key_models_pair_every_result_with_its_key(run_pipeline, answer):
 
     beams, ours = (_run(run_pipeline, library, per_key, inputs) for library in LIBRARIES)
     assert ours == beams and ours
+
+
+def first_only(model, batch, inference_args=None):
+    """A custom inference function that predicts the first example only."""
+    return model.predict(numpy.stack(batch[:1]))
+
+
+def twice(model, batch, inference_args=None):
+    """A custom inference function that predicts every example twice."""
+    return numpy.concatenate([model.predict(numpy.stack(batch))] * 2)
+
+
+@pytest.mark.parametrize("inference_fn", [first_only, twice])
+def test_a_framework_handler_pairs_examples_with_what_its_inference_function_returns(
+    run_pipeline, sklearn_model_path, dataset, inference_fn
+):
+    x, _ = dataset
+    inputs = list(x[:6])
+
+    def sklearn(library):
+        return _sklearn(library).SklearnModelHandlerNumpy(
+            sklearn_model_path, inference_fn=inference_fn, min_batch_size=3, max_batch_size=3
+        )
+
+    beams, ours = (
+        [(tuple(r.example), r.inference) for r in _run(run_pipeline, library, sklearn, inputs)]
+        for library in LIBRARIES
+    )
+    assert sorted(ours) == sorted(beams)
+    assert len(ours) == (2 if inference_fn is first_only else 6)  # batches of 3
 
 
 def lazily(batch, model):

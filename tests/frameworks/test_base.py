@@ -39,11 +39,12 @@ def test_invalid_examples_from_a_custom_inference_fn_name_the_model(sklearn_mode
         handler.run_inference(frames, handler.load_model())
 
 
-def test_a_wrong_number_of_predictions_names_the_model(sklearn_model_path, dataset):
+def test_examples_and_predictions_pair_as_far_as_both_go_as_in_beam(sklearn_model_path, dataset):
     x, _ = dataset
-    handler = SklearnModelHandlerNumpy(sklearn_model_path, inference_fn=lambda model, batch, args: [0])
-    with pytest.raises(InvalidExampleError, match=r"model '.*model\.pkl': the model returned 1 predictions for 2"):
-        handler.run_inference(list(x[:2]), handler.load_model())
+    fewer = SklearnModelHandlerNumpy(sklearn_model_path, inference_fn=lambda model, batch, args: [7])
+    assert [r.inference for r in fewer.run_inference(list(x[:2]), fewer.load_model())] == [7]
+    more = SklearnModelHandlerNumpy(sklearn_model_path, inference_fn=lambda model, batch, args: [7, 8, 9])
+    assert [r.inference for r in more.run_inference(list(x[:2]), more.load_model())] == [7, 8]
 
 
 def test_a_failed_load_step_says_what_failed_why_and_what_to_do():

@@ -299,7 +299,11 @@ def example_bytes(example: Any) -> int:
 def to_prediction_results(
     batch: Sequence[Any], predictions: Any, model_id: Optional[str] = None
 ) -> List[PredictionResult]:
-    """Returns one PredictionResult per example, in order.
+    """Pairs each example with its prediction, in order, as Beam does.
+
+    As in Beam, examples and predictions are paired as far as both go: if an inference
+    function returns fewer predictions than examples, the last examples get none; if it
+    returns more, the extra predictions are dropped.
 
     Args:
         batch: The examples.
@@ -307,21 +311,11 @@ def to_prediction_results(
             (multi-output models), which becomes one dict per example.
         model_id: The id the results carry; handlers leave it None, and RunInference
             names the model that served the batch.
-
-    Raises:
-        InvalidExampleError: if the number of predictions differs from the number of
-            examples, which would otherwise silently drop rows.
     """
     if isinstance(predictions, dict):
         names = list(predictions)
         rows: Iterable[Any] = [dict(zip(names, values)) for values in zip(*predictions.values())]
     else:
         rows = predictions
-    rows = rows if isinstance(rows, list) else list(rows)
-    if len(rows) != len(batch):
-        raise InvalidExampleError(
-            f"the model returned {len(rows)} predictions for {len(batch)} examples; its "
-            "inference function must return one prediction per example"
-        )
     # tuple.__new__ builds each result without a Python-level __new__ call per element.
     return list(map(tuple.__new__, repeat(PredictionResult), zip(batch, rows, repeat(model_id))))
