@@ -19,6 +19,7 @@ from liveinference.refresh.model_versions import (
     model_metadata_from_message,
 )
 from liveinference.refresh.validate import ModelValidation, ModelValidationError
+from liveinference.remote import RemoteModelHandler
 from liveinference.transform import RunInference
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "ModelValidation",
     "ModelValidationError",
     "PredictionResult",
+    "RemoteModelHandler",
     "RunInference",
     "RunInferenceDLQ",
     "WatchFilePattern",
