@@ -83,3 +83,25 @@ def test_model_copies_are_used_in_turn():
 
     copies = ModelCopies(["first", "second"])
     assert [copies.pick() for _ in range(5)] == ["first", "second", "first", "second", "first"]
+
+
+def test_a_shared_model_answers_with_a_generators_items_and_passes_the_rest():
+    from liveinference.sharing import SharedModel
+
+    class Model:
+        label = 3
+
+        def predict(self, examples):
+            return [example * 2 for example in examples]
+
+        def predict_lazily(self, examples):
+            return (example * 2 for example in examples)
+
+        def __call__(self, examples):
+            return (example + 1 for example in examples)
+
+    shared = SharedModel(Model())
+    assert shared.predict_lazily([1, 2]) == [2, 4] and shared([1, 2]) == [2, 3]
+    assert shared.predict([1, 2]) == [2, 4] and shared.label == 3
+    # The proxy offers the names the model has, so handlers call them as usual.
+    assert {"predict", "predict_lazily", "label"} <= set(dir(shared))
