@@ -7,14 +7,12 @@ load names that model.
 
 from __future__ import annotations
 
-import itertools
 import time
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.window import GlobalWindows
-from apache_beam.utils import multi_process_shared, shared
 
 from liveinference.contract import ModelHandler
 from liveinference.deadletter import ExceptionTypes, FailureRecord, isolate_failures
@@ -22,32 +20,29 @@ from liveinference.metrics import InferenceMetrics
 from liveinference.refresh.config import RefreshConfig
 from liveinference.refresh.refresher import start_refresher
 from liveinference.refresh.slot import LoadReport, ModelSlot, ServingModel
+from liveinference.sharing import ModelCopies, SlotAccess
 from liveinference.timeouts import call_with_timeout
 
-__all__ = ["FAILED", "FAILED_MODEL_LOADS", "InferenceDoFn", "ModelCopies"]
+__all__ = ["FAILED", "FAILED_MODEL_LOADS", "InferenceDoFn", "crash_model_id"]
 
 FAILED = "failed"
 FAILED_MODEL_LOADS = "failed_model_loads"
 
-# One registry per worker process: every step and thread with the same model tag gets the
-# same ModelSlot, so a model is loaded once per process however many steps serve it.
-_SLOTS = shared.Shared()
 
+def crash_model_id(handler: ModelHandler, refresh: RefreshConfig) -> str:
+    """Returns the model_id for the dead letters of a batch whose inference subprocess died.
 
-class ModelCopies:
-    """The copies of a model shared across processes (`model_copies=N`), used in turn.
-
-    Args:
-        copies: Proxies of the loaded copies.
+    The process that sees the crash never held the model. Without refresh the model was
+    the handler's own; with refresh a newer version may have been serving, so the id says
+    it is unknown and names the model the step was configured with.
     """
-
-    def __init__(self, copies: List[Any]) -> None:
-        self._copies = copies
-        self._turns = itertools.count()
-
-    def pick(self) -> Any:
-        """Returns the copy whose turn it is (round-robin across batches)."""
-        return self._copies[next(self._turns) % len(self._copies)]
+    configured = handler.get_model_id()
+    if not refresh.enabled:
+        return configured
+    return (
+        f"unknown (the inference subprocess died; it serves refreshed versions, "
+        f"starting from {configured})"
+    )
 
 
 class InferenceDoFn(beam.DoFn):
@@ -85,25 +80,10 @@ class InferenceDoFn(beam.DoFn):
         self._metrics: Dict[str, InferenceMetrics] = {}
         self._report_metrics = True
 
-    def _load_model(self) -> Any:
-        handler = self._handler
-        if not handler.share_model_across_processes():
-            return handler.load_model()
-        copies = [
-            multi_process_shared.MultiProcessShared(
-                handler.load_model, tag=f"{self._model_tag}-model-{index}", always_proxy=True
-            ).acquire()
-            for index in range(max(1, handler.model_copies()))
-        ]
-        return copies[0] if len(copies) == 1 else ModelCopies(copies)
-
-    def _make_slot(self) -> ModelSlot:
-        return ModelSlot(self._handler, self._load_model)
-
     def setup(self) -> None:
         self._report_metrics = not self._handler.override_metrics(self._namespace)
         self._metrics = {}
-        self._slot = _SLOTS.acquire(self._make_slot, tag=self._model_tag)
+        self._slot = SlotAccess(self._handler, self._model_tag).acquire()
         if self._refresh.enabled:
             start_refresher(self._refresh, self._slot, self._handler)
         if self._catch is None:
@@ -167,7 +147,7 @@ class InferenceDoFn(beam.DoFn):
             model_id = slot.first_model_id
             for element in batch:
                 yield TaggedOutput(
-                    FAILED, FailureRecord.of(element, "load_model", error, model_id)
+                    FAILED, FailureRecord.of(element, "load_model", error, model_id, batched=True)
                 )
             return
         for record in self._slot_events():
@@ -205,7 +185,9 @@ class InferenceDoFn(beam.DoFn):
         for element, failure in failures:
             yield TaggedOutput(
                 FAILED,
-                FailureRecord.of(element, "inference", failure, serving.id_for(element)),
+                FailureRecord.of(
+                    element, "inference", failure, serving.id_for(element), batched=True
+                ),
             )
 
     def finish_bundle(self) -> Optional[List[Any]]:

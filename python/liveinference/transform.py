@@ -9,15 +9,17 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 
 import apache_beam as beam
 
+from liveinference.batching import HandlerBatching
 from liveinference.contract import ModelHandler
 from liveinference.deadletter import ExceptionTypes, FailureRecord, FailureThreshold, RunInferenceDLQ
-from liveinference.dofn import FAILED, FAILED_MODEL_LOADS, InferenceDoFn
+from liveinference.dofn import FAILED, FAILED_MODEL_LOADS, InferenceDoFn, crash_model_id
 from liveinference.processing import ApplyFns
 from liveinference.refresh.config import RefreshConfig
 from liveinference.refresh.model_versions import PublishModelVersions
 from liveinference.refresh.pipeline_run import channel_for_run, run_id_of
 from liveinference.refresh.validate import ModelValidation
 from liveinference.settings import checked_number
+from liveinference.sharing import SlotAccess
 
 __all__ = ["RunInference"]
 
@@ -25,16 +27,24 @@ _CRASHED = "crashed"
 _REFRESH_KWARGS = frozenset({"interval", "stop_timestamp", "refresh_channel"})
 
 
-def _crash_records(crash: Tuple[Any, Tuple[Any, str, Any]]) -> Iterator[FailureRecord]:
+def _crash_records(
+    crash: Tuple[Any, Tuple[Any, str, Any]], model_id: str
+) -> Iterator[FailureRecord]:
     """Turns a batch whose worker subprocess died into one record per element."""
-    batch, (error_type, error_repr, _traceback) = crash
+    batch, (error_type, error_repr, lines) = crash
     message = (
         f"the inference subprocess died on this element's batch ({error_repr}); its "
         f"{len(batch)} elements are dead-lettered together"
     )
     for element in batch:
         yield FailureRecord(
-            element, "inference", f"{error_type.__module__}.{error_type.__qualname__}", message
+            element,
+            "inference",
+            f"{error_type.__module__}.{error_type.__qualname__}",
+            message,
+            model_id,
+            (error_type, error_repr, lines),
+            batched=True,
         )
 
 
@@ -209,16 +219,15 @@ class RunInference(beam.PTransform):
             )
         # One slot per model and run: a new run never picks up an old run's model.
         slot_tag = f"{self._model_tag}-{run_id_of(pcoll.pipeline)}"
+        slots = SlotAccess(handler, slot_tag)
         pcoll, failed_preprocessing = self._apply_fns(
-            pcoll, list(handler.get_preprocess_fns()), "preprocess"
+            pcoll, list(handler.get_preprocess_fns()), "preprocess", slots
         )
         if not handler.should_skip_batching():
-            pcoll = pcoll | "BatchElements" >> beam.BatchElements(
-                **handler.batch_elements_kwargs()
-            )
+            pcoll = pcoll | "BatchElements" >> HandlerBatching(**handler.batch_elements_kwargs())
         results, failed_inferences, failed_model_loads = self._infer(pcoll, slot_tag, refresh)
         results, failed_postprocessing = self._apply_fns(
-            results, list(handler.get_postprocess_fns()), "postprocess"
+            results, list(handler.get_postprocess_fns()), "postprocess", slots
         )
         if self._catch is None:
             return results
@@ -234,11 +243,11 @@ class RunInference(beam.PTransform):
         )
 
     def _apply_fns(
-        self, pcoll: beam.PCollection, fns: List[Any], stage: str
+        self, pcoll: beam.PCollection, fns: List[Any], stage: str, slots: SlotAccess
     ) -> Tuple[beam.PCollection, List[beam.PCollection]]:
         if not fns:
             return pcoll, []
-        return pcoll | stage.capitalize() >> ApplyFns(fns, stage, self._catch)
+        return pcoll | stage.capitalize() >> ApplyFns(fns, stage, self._catch, slots)
 
     def _infer(
         self, batches: beam.PCollection, slot_tag: str, refresh: RefreshConfig
@@ -257,7 +266,9 @@ class RunInference(beam.PTransform):
         outputs = batches | "RunInference" >> pardo.with_exception_handling(
             main_tag="main", dead_letter_tag=_CRASHED, exc_class=self._catch, use_subprocess=True
         )
-        crashed = outputs[_CRASHED] | "CrashRecords" >> beam.FlatMap(_crash_records)
+        crashed = outputs[_CRASHED] | "CrashRecords" >> beam.FlatMap(
+            _crash_records, crash_model_id(handler, refresh)
+        )
         failed = (outputs[FAILED], crashed) | "FailedInferences" >> beam.Flatten()
         return outputs.main, failed, outputs[FAILED_MODEL_LOADS]
 
