@@ -153,7 +153,9 @@ class RunInference(beam.PTransform):
         The transform then returns `(results, RunInferenceDLQ(failed_inferences,
         failed_preprocessing, failed_postprocessing, failed_model_loads))`, each holding
         `FailureRecord`s. A batch that fails is split until the failing elements stand
-        alone, so good rows of the batch are still predicted.
+        alone, so good rows of the batch are still predicted. Each record is also Beam's
+        `(input, (exception class, repr, traceback lines))` pair, so Beam code reads it
+        unchanged; a failed inference's input is the one-element batch `[element]`.
 
         Args:
             exc_class: The exception class, or tuple of classes, that dead-letter.
