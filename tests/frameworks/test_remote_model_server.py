@@ -44,8 +44,9 @@ FAST = {
 class ModelServer:
     """A threaded HTTP server answering TF Serving's and Vertex AI's predict APIs.
 
-    `script` holds what the next requests get instead of predictions: "fail" (HTTP 503) or
-    "stall" (no answer until the server closes); `fail_all` answers 503 to everything.
+    `script` holds what the next requests get instead of predictions: "fail" (HTTP 503),
+    "stall" (no answer until the server closes) or "short" (one prediction too few);
+    `fail_all` answers 503 to everything.
     `requests` records (path, body) of every request.
     """
 
@@ -87,6 +88,8 @@ class ModelServer:
             predictions = self.model.predict(numpy.asarray(body["instances"], dtype=float))
         except (KeyError, ValueError) as error:
             return 400, {"error": str(error)}
+        if action == "short":
+            predictions = predictions[:-1]
         if "invoke" in match.groupdict():
             return 200, predictions.tolist()
         answer: Dict[str, Any] = {"predictions": predictions.tolist()}
@@ -300,3 +303,13 @@ def test_vertex_invoke_route_pairs_a_list_answer(server, model, dataset):
 def test_vertex_private_endpoint_needs_its_address():
     with pytest.raises(ValueError, match="private: pass api_endpoint"):
         VertexAIModelHandlerJSON("5", "p", "us-east1", network="n", private=True)
+
+
+def test_short_answers_are_paired_as_far_as_they_go(server, model, dataset, caplog):
+    server.script.append("short")
+    handler = TFServingModelHandler("clf", server.url, **FAST)
+    rows = _rows(dataset, 4)
+    results = handler.run_inference(rows, handler.load_model())
+    assert [r.example for r in results] == rows[:3]
+    assert [r.inference for r in results] == model.predict(numpy.asarray(rows[:3])).tolist()
+    assert "answered 3 predictions for 4 examples" in caplog.text

@@ -12,6 +12,7 @@ not answer in time, or answers 429 or 5xx; a 4xx answer is not retried.
 from __future__ import annotations
 
 import json
+import logging
 import urllib.error
 import urllib.request
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
@@ -30,6 +31,8 @@ __all__ = [
     "retry_on_server_errors",
     "split_kwargs",
 ]
+
+_LOG = logging.getLogger(__name__)
 
 Headers = Union[Mapping[str, str], Callable[[], Mapping[str, str]], None]
 
@@ -255,19 +258,31 @@ class ModelServerHandler(RemoteModelHandler[Any, PredictionResult, PredictClient
         model: PredictClient,
         inference_args: Optional[Dict[str, Any]] = None,
     ) -> List[PredictionResult]:
-        """Posts the batch and returns one PredictionResult per example.
+        """Posts the batch and returns a PredictionResult per example and prediction.
+
+        Examples and predictions are paired as far as both go, as Beam's Vertex AI
+        handler pairs them; a count that differs is logged as a warning.
 
         Raises:
-            ModelServerError: if the call fails or the answer holds no predictions.
-            InvalidExampleError: if an example is not JSON, or the number of predictions
-                differs from the number of examples.
+            ModelServerError: if the call fails or the answer holds no list of predictions.
+            InvalidExampleError: if an example is not a JSON value.
         """
         answer = model.post(self._body(batch, dict(inference_args or {})))
         predictions = self._predictions(batch, answer)
-        try:
-            return to_prediction_results(batch, predictions)
-        except InvalidExampleError as error:
-            raise InvalidExampleError(f"model server {self._url}: {error}") from error
+        if not isinstance(predictions, list):
+            raise ModelServerError(
+                f"model server {self._url} answered 'predictions' as a "
+                f"{type(predictions).__name__}, not a list of one prediction per example",
+                self._url,
+                200,
+            )
+        if len(predictions) != len(batch):
+            _LOG.warning(
+                "model server %s answered %d predictions for %d examples; pairing them as "
+                "far as both go, as Beam does",
+                self._url, len(predictions), len(batch),
+            )
+        return to_prediction_results(batch, predictions)
 
     def get_model_id(self) -> str:
         """Returns the id of the served model: its endpoint or model URL, or resource name."""
