@@ -24,6 +24,7 @@ from liveinference_expansion.rows import (
     parse_type,
     prediction_row_type,
 )
+from liveinference_expansion.updates import ReadModelUpdates, prepared_canaries, split_inputs
 
 __all__ = ["PREDICTIONS", "DEAD_LETTERS", "TRANSFORM_NAME", "ConfiguredRunInference"]
 
@@ -74,7 +75,13 @@ class ConfiguredRunInference(beam.PTransform):
     The output is a PCollection of Rows `(example, inference, model_id)` of the declared
     types (pairs `(key, Row)` with `keyed=True`); with `exception_handling=True` it is a dict
     with that PCollection under "predictions" and Rows `(element, stage, error)` of every
-    dead letter (preprocessing, model load, inference, postprocessing) under "dead_letters".
+    dead letter (preprocessing, model load, inference, postprocessing, malformed model
+    updates) under "dead_letters".
+
+    The input is the PCollection of elements, or a dict of it under "examples" and model
+    update messages under "model_updates" (JSON such as `{"model_path": ..., "model_name":
+    ...}`, plain paths, or Rows with those fields; see `updates.ReadModelUpdates`): each
+    update names the model to serve from then on.
 
     Args:
         handler: A handler name, a key of `handlers.HANDLERS` ("sklearn_numpy",
@@ -89,6 +96,11 @@ class ConfiguredRunInference(beam.PTransform):
             order; each must return a PredictionResult.
         watch_model_pattern: A file pattern watched for new model versions.
         interval: Seconds between two looks at `watch_model_pattern`.
+        canary_examples: Input elements (before preprocessing; `(key, example)` pairs or
+            Rows `(key, value)` with `keyed`) every new model version must predict without
+            raising before it may serve; one that fails is dead-lettered at "validate".
+        refresh_channel: Where model updates are relayed to the workers, a folder every
+            worker can read and write; defaults as in `liveinference.RunInference`.
         exception_handling: Dead-letter failing elements instead of failing the pipeline.
         keyed: Input elements are `(key, example)` pairs; functions apply to the example.
         key_type: The type of the keys, with `keyed`.
@@ -98,7 +110,9 @@ class ConfiguredRunInference(beam.PTransform):
         policy: Which functions may be named; defaults to the process's (`set_policy`).
 
     Raises:
-        ValueError: for an unknown handler or type name, or an interval without a pattern.
+        ValueError: for an unknown handler or type name, an interval without a pattern, an
+            interval that is not a finite positive number of seconds, or a canary example
+            the preprocess functions refuse.
         TypeError: for an argument of the wrong type, or an unknown handler argument.
         PermissionError: for a function outside the allowed modules, or refused inline source.
         FileNotFoundError: for a local model file that does not exist.
@@ -120,6 +134,8 @@ class ConfiguredRunInference(beam.PTransform):
         key_type: str = "string",
         key_models: Optional[Sequence[Any]] = None,
         max_models_per_worker_hint: Optional[int] = None,
+        canary_examples: Optional[Sequence[Any]] = None,
+        refresh_channel: Optional[str] = None,
         policy: Optional[Policy] = None,
     ) -> None:
         super().__init__()
@@ -141,6 +157,9 @@ class ConfiguredRunInference(beam.PTransform):
             Tuple[parse_type(key_type, "key_type"), row_type] if keyed else row_type
         )
         self._refresh = self._refresh_kwargs(watch_model_pattern, interval)
+        if refresh_channel is not None:
+            _check("refresh_channel", refresh_channel, str, "a folder (a string)")
+            self._refresh["refresh_channel"] = refresh_channel
         pre = [policy.resolve(spec, f"preprocess[{index}]")
                for index, spec in enumerate(_function_names(preprocess, "preprocess"))]
         post = [policy.resolve(spec, f"postprocess[{index}]")
@@ -166,8 +185,11 @@ class ConfiguredRunInference(beam.PTransform):
         )
         self._handler = model_handler.with_postprocess_fn(row_fn)
         self._exception_handling = exception_handling
+        self._canaries = (
+            None if canary_examples is None else prepared_canaries(canary_examples, pre, keyed)
+        )
         # Build RunInference now, so that its own checks fail at construction too.
-        self._run_inference = RunInference(self._handler, **self._refresh)
+        self._run_inference = self._build(None)
         self._config = {
             "handler": handler,
             "handler_args": as_plain(handler_args) or {},
@@ -180,7 +202,17 @@ class ConfiguredRunInference(beam.PTransform):
             "exception_handling": exception_handling,
             "keyed": keyed,
             "key_models": as_plain(key_models),
+            "canary_examples": as_plain(canary_examples),
+            "refresh_channel": refresh_channel,
         }
+
+    def _build(self, updates: Optional[beam.PCollection]) -> RunInference:
+        transform = RunInference(self._handler, model_metadata_pcoll=updates, **self._refresh)
+        if self._canaries is not None:
+            transform = transform.with_model_validation(canary_examples=self._canaries)
+        if self._exception_handling:
+            transform = transform.with_exception_handling()
+        return transform
 
     @staticmethod
     def _refresh_kwargs(pattern: Any, interval: Any) -> Dict[str, Any]:
@@ -201,12 +233,18 @@ class ConfiguredRunInference(beam.PTransform):
         """Names the configuration in the pipeline graph."""
         return {"liveinference_config": repr(self._config), **super().annotations()}
 
-    def expand(self, pcoll: beam.PCollection) -> Any:
-        transform = self._run_inference
+    def expand(self, inputs: Any) -> Any:
+        pcoll, messages = split_inputs(inputs)
+        transform, failed_updates = self._run_inference, None
+        if messages is not None:
+            updates, failed_updates = messages | "ModelUpdates" >> ReadModelUpdates(
+                self._exception_handling
+            )
+            transform = self._build(updates)
         if not self._exception_handling:
             results = pcoll | "RunInference" >> transform
             return results | "AsRows" >> beam.Map(_identity).with_output_types(self._output_type)
-        results, dlq = pcoll | "RunInference" >> transform.with_exception_handling()
+        results, dlq = pcoll | "RunInference" >> transform
         predictions = results | "AsRows" >> beam.Map(_identity).with_output_types(
             self._output_type
         )
@@ -217,6 +255,8 @@ class ConfiguredRunInference(beam.PTransform):
                 parts.append(value)
             elif value:
                 parts.extend(v for v in value if isinstance(v, beam.PCollection))
+        if failed_updates is not None:
+            parts.append(failed_updates)
         dead_letters = (
             parts
             | "AllDeadLetters" >> beam.Flatten()
