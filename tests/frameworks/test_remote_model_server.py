@@ -17,7 +17,7 @@ import apache_beam as beam
 import numpy
 import pytest
 
-from liveinference import FailureRecord, RunInference
+from liveinference import FailureRecord, InvalidExampleError, RunInference
 from liveinference.frameworks.model_server import ModelServerError, TFServingModelHandler
 from liveinference.testing import query_metrics
 from liveinference.vertex_ai_inference import VertexAIModelHandlerJSON
@@ -313,3 +313,10 @@ def test_short_answers_are_paired_as_far_as_they_go(server, model, dataset, capl
     assert [r.example for r in results] == rows[:3]
     assert [r.inference for r in results] == model.predict(numpy.asarray(rows[:3])).tolist()
     assert "answered 3 predictions for 4 examples" in caplog.text
+
+
+def test_examples_json_cannot_write_are_refused_before_sending(server):
+    handler = TFServingModelHandler("clf", server.url, **FAST)
+    with pytest.raises(InvalidExampleError, match="cannot send a set to a model server as JSON"):
+        handler.run_inference([{1.0, 2.0}], handler.load_model())
+    assert server.requests == []
