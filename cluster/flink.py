@@ -25,7 +25,7 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 from cluster import config, jvm
 from cluster.state import CLUSTER_ENV, DEFAULT_ROOT, ClusterState, ProcessRecord, end_process
@@ -33,7 +33,18 @@ from cluster.state import marked_processes
 from cluster.worker_boot import TASKMANAGER_DIR_ENV, TASKMANAGER_ENV
 from examples.xlang_runtime import ROOT
 
-__all__ = ["kill_taskmanager", "main", "registered_taskmanagers", "start", "status", "stop"]
+__all__ = [
+    "cancel_jobs",
+    "job_ids",
+    "kill_taskmanager",
+    "latest_checkpoint",
+    "main",
+    "registered_taskmanagers",
+    "restart_taskmanager",
+    "start",
+    "status",
+    "stop",
+]
 
 _LOGGER = logging.getLogger(__name__)
 _JOB_SERVER_HEAP = "-Xmx768m"
@@ -53,6 +64,59 @@ def registered_taskmanagers(rest_port: int) -> List[str]:
     return sorted(tm["id"] for tm in body.get("taskmanagers", []))
 
 
+def latest_checkpoint(rest_port: int) -> float:
+    """Unix time of the newest completed checkpoint of any running job; 0.0 if none."""
+    try:
+        with urllib.request.urlopen(f"http://localhost:{rest_port}/jobs", timeout=5) as reply:
+            jobs = json.load(reply).get("jobs", [])
+        latest = 0.0
+        for job in jobs:
+            if job.get("status") != "RUNNING":
+                continue
+            url = f"http://localhost:{rest_port}/jobs/{job['id']}/checkpoints"
+            with urllib.request.urlopen(url, timeout=5) as reply:
+                completed = (json.load(reply).get("latest") or {}).get("completed") or {}
+            latest = max(latest, completed.get("latest_ack_timestamp", 0) / 1000.0)
+    except OSError:
+        return 0.0
+    return latest
+
+
+def _rest(rest_port: int, path: str, method: str = "GET") -> dict:
+    request = urllib.request.Request(f"http://localhost:{rest_port}{path}", method=method)
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        body = reply.read()
+    return json.loads(body) if body else {}
+
+
+def job_ids(rest_port: int) -> Set[str]:
+    """The ids of every job the cluster knows, running or ended."""
+    return {job["jid"] for job in _rest(rest_port, "/jobs/overview").get("jobs", [])}
+
+
+def cancel_jobs(rest_port: int, jids: Iterable[str], timeout: float = 60) -> None:
+    """Cancels the cluster's jobs `jids` that still run, and waits until they have ended.
+
+    Beam's job server, asked to cancel a job it submitted to a remote cluster, only stops
+    its own client; the Flink job runs on. This cancels it through Flink's REST API.
+
+    Raises:
+        TimeoutError: a job had not ended within `timeout` seconds.
+    """
+    ended = ("CANCELED", "FINISHED", "FAILED")
+    running = [jid for jid in jids if _rest(rest_port, f"/jobs/{jid}").get("state") not in ended]
+    for jid in running:
+        _rest(rest_port, f"/jobs/{jid}?mode=cancel", method="PATCH")
+    deadline = time.monotonic() + timeout
+    for jid in running:
+        while _rest(rest_port, f"/jobs/{jid}").get("state") not in ended:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Flink job {jid} still runs {timeout:.0f}s after it was "
+                                   "cancelled; see the JobManager's log")
+            time.sleep(0.5)
+        _LOGGER.info("cancelled Flink job %s", jid)
+
+
 def _listening(port: int) -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) == 0
@@ -64,8 +128,8 @@ _STARTED: Dict[int, subprocess.Popen] = {}
 
 
 def _launch(role: str, command: List[str], log: Path, env: Dict[str, str],
-            marker: str) -> ProcessRecord:
-    with open(log, "wb") as out:
+            marker: str, append: bool = False) -> ProcessRecord:
+    with open(log, "ab" if append else "wb") as out:
         process = subprocess.Popen(
             command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=env, cwd=log.parent, start_new_session=True,
@@ -93,32 +157,37 @@ def _base_env(cluster_id: str) -> Dict[str, str]:
     return env
 
 
+def _flink_process(role: str, directory: Path, cluster_id: str, append: bool = False,
+                   flags: Optional[Tuple[List[str], List[str]]] = None) -> ProcessRecord:
+    """Launches the JobManager ("jobmanager") or a TaskManager ("tm-N") from `directory`/conf."""
+    conf_dir = directory / "conf"
+    kind = "jobmanager" if role == "jobmanager" else "taskmanager"
+    jvm_flags, dynamic = flags or jvm.memory_flags(kind, conf_dir)
+    marker = f"-Dliveinference.role={role}@{cluster_id}"
+    env = _base_env(cluster_id)
+    args = ["--configDir", str(conf_dir), *dynamic]
+    if kind == "jobmanager":
+        command = jvm.java_command(jvm.JOBMANAGER_MAIN, [*jvm_flags, marker],
+                                   [*args, "--executionMode", "cluster"])
+    else:
+        env.update({"TMPDIR": str(directory / "tmp"), TASKMANAGER_ENV: role,
+                    TASKMANAGER_DIR_ENV: str(directory)})
+        command = jvm.java_command(jvm.TASKMANAGER_MAIN, [*jvm_flags, marker], args)
+    return _launch(role, command, directory / f"{kind}.log", env, marker, append)
+
+
 def _start_processes(layout: config.ClusterLayout, confs: Dict[str, Path],
                      cluster_id: str) -> List[ProcessRecord]:
     roles = ["jobmanager", *(tm.name for tm in layout.taskmanagers)]
     with concurrent.futures.ThreadPoolExecutor(len(roles)) as pool:
-        flags = dict(zip(roles, pool.map(
+        flags = list(pool.map(
             lambda role: jvm.memory_flags("jobmanager" if role == "jobmanager" else "taskmanager",
                                           confs[role]),
             roles,
-        )))
+        ))
+    records = [_flink_process(role, confs[role].parent, cluster_id, flags=role_flags)
+               for role, role_flags in zip(roles, flags)]
     env = _base_env(cluster_id)
-    records = []
-    for role in roles:
-        marker = f"-Dliveinference.role={role}@{cluster_id}"
-        jvm_flags, dynamic = flags[role]
-        args = ["--configDir", str(confs[role]), *dynamic]
-        if role == "jobmanager":
-            command = jvm.java_command(jvm.JOBMANAGER_MAIN, [*jvm_flags, marker],
-                                       [*args, "--executionMode", "cluster"])
-            records.append(_launch(role, command, layout.jobmanager_dir / "jobmanager.log",
-                                   env, marker))
-            continue
-        tm = next(tm for tm in layout.taskmanagers if tm.name == role)
-        tm_env = dict(env, TMPDIR=str(tm.tmp_dir), **{TASKMANAGER_ENV: tm.name,
-                                                      TASKMANAGER_DIR_ENV: str(tm.directory)})
-        command = jvm.java_command(jvm.TASKMANAGER_MAIN, [*jvm_flags, marker], args)
-        records.append(_launch(role, command, tm.directory / "taskmanager.log", tm_env, marker))
     marker = f"-Dliveinference.role=jobserver@{cluster_id}"
     command = jvm.java_command(jvm.JOB_SERVER_MAIN, [_JOB_SERVER_HEAP, marker], [
         "--job-host=localhost", f"--job-port={layout.job_port}",
@@ -227,6 +296,8 @@ def stop(root: Path = DEFAULT_ROOT) -> bool:
 def kill_taskmanager(state: ClusterState, name: str) -> None:
     """SIGKILLs one TaskManager, as a crashed machine would vanish (no shutdown hooks).
 
+    Returns once the process is gone.
+
     Raises:
         KeyError: no TaskManager of that name.
         RuntimeError: it is not running.
@@ -235,7 +306,39 @@ def kill_taskmanager(state: ClusterState, name: str) -> None:
     if not record.running():
         raise RuntimeError(f"TaskManager {name} (pid {record.pid}) is not running")
     os.kill(record.pid, signal.SIGKILL)
+    if record.pid in _STARTED:
+        _STARTED.pop(record.pid).wait(timeout=30)
+    else:
+        end_process(record.pid, grace_seconds=30)
     _LOGGER.info("killed TaskManager %s (pid %d)", name, record.pid)
+
+
+def restart_taskmanager(state: ClusterState, name: str) -> ClusterState:
+    """Starts a stopped or killed TaskManager again with its own ports and directories.
+
+    As a supervisor would after a crash; the JobManager takes it back once it registers. The
+    state file is updated with the new pid.
+
+    Args:
+        state: the running cluster.
+        name: the TaskManager ("tm-2").
+
+    Returns:
+        The updated state.
+
+    Raises:
+        KeyError: no TaskManager of that name.
+        RuntimeError: it still runs.
+    """
+    record = state.process(name)
+    if record.running():
+        raise RuntimeError(f"TaskManager {name} (pid {record.pid}) still runs; kill it first")
+    if record.pid in _STARTED:
+        _STARTED.pop(record.pid).wait(timeout=10)
+    fresh = _flink_process(name, Path(state.root) / name, state.cluster_id, append=True)
+    state.processes[state.processes.index(record)] = fresh
+    state.save()
+    return state
 
 
 def status(root: Path = DEFAULT_ROOT) -> Optional[dict]:

@@ -11,7 +11,7 @@ JSON-lines records under `out/predictions`, `out/failed_inferences`, `out/failed
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Iterator, List, Sequence
 
 import apache_beam as beam
 import numpy
@@ -42,38 +42,45 @@ class RowOf(beam.DoFn):
 
 
 class StreamSpec:
-    """How many rows the stream emits and how fast.
+    """When the stream starts, how fast it goes and the most rows it may emit.
 
     Args:
-        start: Unix time of the first row.
-        rows: how many rows.
+        start: Unix time of row 0.
         interval: seconds between rows.
+        rows: an upper bound; a run normally ends earlier, at a cut-off its driver picks.
     """
 
-    def __init__(self, start: float, rows: int, interval: float) -> None:
+    def __init__(self, start: float, interval: float, rows: int) -> None:
         self.start = start
-        self.rows = rows
         self.interval = interval
+        self.rows = rows
 
     @property
     def stop(self) -> float:
         """PeriodicImpulse's stop timestamp (exclusive), half an interval past the last row."""
         return self.start + (self.rows - 0.5) * self.interval
 
+    def rows_until(self, moment: float) -> int:
+        """How many rows the source has emitted by Unix time `moment` (rows 0 .. n - 1)."""
+        if moment < self.start:
+            return 0
+        return min(self.rows, int((moment - self.start) / self.interval) + 1)
+
 
 def cluster_options(state: ClusterState, parallelism: int = 2,
-                    extra: Optional[Dict[str, Any]] = None) -> PipelineOptions:
+                    flags: Sequence[str] = ()) -> PipelineOptions:
     """Streaming options that submit to the cluster's job server with PROCESS workers.
 
     Args:
         state: the running cluster.
         parallelism: Flink's parallelism (2: one task per TaskManager).
-        extra: more options, e.g. {"checkpointing_interval": 1000}.
+        flags: more options as flags, e.g. ["--checkpointing_interval=1000"] (Flink runner
+            options the job server describes are accepted too).
     """
     return PipelineOptions(
-        runner="PortableRunner", job_endpoint=state.job_endpoint,
+        list(flags), runner="PortableRunner", job_endpoint=state.job_endpoint,
         environment_type="PROCESS", environment_config=state.environment_config(),
-        streaming=True, parallelism=parallelism, **(extra or {}),
+        streaming=True, parallelism=parallelism,
     )
 
 

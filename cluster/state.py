@@ -152,17 +152,24 @@ def marked_processes(cluster_id: str) -> List[int]:
 
 
 def end_process(pid: int, grace_seconds: float = 15.0) -> None:
-    """SIGTERM, then SIGKILL after `grace_seconds`; returns once the pid is gone."""
+    """SIGTERM, then SIGKILL after `grace_seconds`; returns once the pid is gone (or a zombie)."""
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    deadline = time.monotonic() + grace_seconds
-    while time.monotonic() < deadline:
-        if _state(pid) in ("Z", ""):
-            return
-        time.sleep(0.1)
+    if _gone_within(pid, grace_seconds):
+        return
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         return
+    _gone_within(pid, 10.0)
+
+
+def _gone_within(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while _state(pid) not in ("Z", ""):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True

@@ -8,11 +8,8 @@ it the tests skip (or, under `make test`, where LIVEINFERENCE_REQUIRE_XLANG=1, f
 from __future__ import annotations
 
 import os
-import pickle
-from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
-import numpy
 import pytest
 
 from cluster import flink
@@ -42,22 +39,3 @@ def flink_cluster() -> Iterator[ClusterState]:
         yield state
     finally:
         flink.stop(DEFAULT_ROOT)
-
-
-def write_sklearn_model(path: Path, label: int) -> Path:
-    """Pickles a scikit-learn classifier that predicts `label` for every row, atomically."""
-    from sklearn.dummy import DummyClassifier
-
-    model = DummyClassifier(strategy="constant", constant=label)
-    model.fit(numpy.zeros((2, 4)), [label, label])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_bytes(pickle.dumps(model))
-    os.replace(partial, path)
-    return path
-
-
-@pytest.fixture
-def model_writer() -> Callable[[Path, int], Path]:
-    """`write(path, label)`: a constant scikit-learn model, written atomically."""
-    return write_sklearn_model

@@ -1,0 +1,145 @@
+"""Refresh on the local Flink session cluster: latency per worker, version skew, a restart.
+
+`make bench-cluster` (`python benchmarks/cluster.py`) uses the cluster `make flink-cluster`
+started, or starts one (and stops it at the end), then runs the two scenarios of
+`cluster.scenarios`:
+
+- refresh: every worker of both TaskManagers serves v1; v2 is dropped into the watched
+  directory; a corrupt v3, then v4 follow. Figures for v2.
+- restart: checkpointing on; v3 takes 5 s to load and TaskManager tm-2 is SIGKILLed while its
+  worker loads it, then started again; Flink restarts the job. Figures for v3.
+
+Writes benchmarks/results/cluster.json (top level: taskmanagers, workers, rows_in, rows_out,
+dead_letters, lost, duplicates, skew_seconds, refresh_latency_seconds per worker, and
+`restart` with the same keys) and cluster.png (which worker served which version over time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+from pathlib import Path
+from typing import Dict, List, Optional
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "python")]
+
+from cluster import flink  # noqa: E402
+from cluster.analysis import first_served, row_counts, versions_by_worker  # noqa: E402
+from cluster.scenarios import Run, fault_scenario, refresh_scenario, restarted_workers  # noqa: E402
+from cluster.state import DEFAULT_ROOT, ClusterState  # noqa: E402
+
+_LOGGER = logging.getLogger("benchmarks.cluster")
+POLL_SECONDS = 0.5
+SLOW_LOAD_SECONDS = 5.0
+
+
+def figures(run: Run, version: int) -> Dict:
+    """The figures of one run for the swap to `version`."""
+    predictions = run.predictions(up_to_cutoff=False)
+    dropped = run.events[f"v{version}.pkl dropped"]
+    first = first_served(predictions, version)
+    latency = {f"{tm}/{pid}": round(at - dropped, 3) for (tm, pid), at in sorted(first.items())}
+    served = versions_by_worker(predictions)
+    return {
+        "taskmanagers": len(run.taskmanagers),
+        "workers": len(served),
+        **row_counts(run.rows_in, run.predictions(), run.failed()),
+        "skew_seconds": round(max(first.values()) - min(first.values()), 3) if first else None,
+        "refresh_latency_seconds": latency,
+        "workers_without_the_new_version": sorted(
+            f"{tm}/{pid}" for (tm, pid) in served if (tm, pid) not in first),
+        "events": {name: round(at - run.events["submitted"], 3)
+                   for name, at in sorted(run.events.items(), key=lambda item: item[1])},
+    }
+
+
+def restart_figures(run: Run, victim: str = "tm-2") -> Dict:
+    """`figures` for v3, plus what the restarted job's workers served first."""
+    result = figures(run, 3)
+    predictions = run.predictions(up_to_cutoff=False)
+    killed = run.events[f"{victim} killed"]
+    restarted = restarted_workers(predictions, killed)
+    served = versions_by_worker(predictions)
+    starts = [r["time"] for r in predictions if (r["taskmanager"], r["pid"]) in restarted]
+    result.update({
+        "restarted_workers": sorted(f"{tm}/{pid}" for tm, pid in restarted),
+        "seconds_from_kill_to_first_restarted_prediction": (
+            round(min(starts) - killed, 3) if starts else None),
+        "predictions_by_the_first_model_after_restart": sum(
+            served[worker].count(1) for worker in restarted),
+    })
+    return result
+
+
+def plot(runs: Dict[str, Run], path: Path) -> None:
+    """One panel per run: each worker's predictions over time, coloured by version."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(len(runs), 1, figsize=(10, 3.2 * len(runs)), squeeze=False)
+    colours = {1: "tab:blue", 2: "tab:orange", 3: "tab:green", 4: "tab:purple"}
+    for axis, (title, run) in zip(axes[:, 0], runs.items()):
+        predictions = run.predictions(up_to_cutoff=False)
+        zero = run.events["submitted"]
+        workers: List = sorted({(r["taskmanager"], r["pid"]) for r in predictions})
+        for version, colour in colours.items():
+            points = [(r["time"] - zero, workers.index((r["taskmanager"], r["pid"])))
+                      for r in predictions if int(r["inference"]) == version]
+            if points:
+                xs, ys = zip(*points)
+                axis.scatter(xs, ys, s=4, color=colour, label=f"v{version}")
+        for name, at in run.events.items():
+            if name != "submitted":
+                axis.axvline(at - zero, color="grey", linewidth=0.8, linestyle="--")
+                axis.text(at - zero, len(workers) - 0.5, name, rotation=90, fontsize=7,
+                          va="top")
+        axis.set_yticks(range(len(workers)), [f"{tm} pid {pid}" for tm, pid in workers])
+        axis.set_title(title, fontsize=10)
+        axis.set_xlabel("seconds since the job was submitted")
+        axis.legend(loc="lower right", fontsize=7, markerscale=3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Runs both scenarios and writes the JSON and the plot; returns the exit status."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    running = ClusterState.load(DEFAULT_ROOT)
+    started = running is None or not all(record.running() for record in running.processes)
+    state = flink.start(DEFAULT_ROOT) if started else running
+    assert state is not None
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-cluster-") as scratch:
+            normal = refresh_scenario(state, Path(scratch) / "refresh")
+            fault = fault_scenario(state, Path(scratch) / "restart", SLOW_LOAD_SECONDS)
+            result = {
+                **figures(normal, 2),
+                "poll_seconds": POLL_SECONDS,
+                # The issue's target: one poll interval + one load time (v2 loads in ms).
+                "skew_target_seconds": POLL_SECONDS,
+                "cluster_start_seconds": state.started_seconds,
+                "restart": {**restart_figures(fault), "load_seconds": SLOW_LOAD_SECONDS},
+            }
+            args.results.mkdir(parents=True, exist_ok=True)
+            (args.results / "cluster.json").write_text(json.dumps(result, indent=2) + "\n")
+            plot({"refresh: v1 -> v2 -> corrupt v3 -> v4, two TaskManagers": normal,
+                  "restart: tm-2 killed while v3 (5 s load) loads": fault},
+                 args.results / "cluster.png")
+    finally:
+        if started:
+            flink.stop(DEFAULT_ROOT)
+    _LOGGER.info("wrote %s and cluster.png", args.results / "cluster.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
