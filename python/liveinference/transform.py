@@ -9,6 +9,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 
 import apache_beam as beam
 
+from liveinference.batched.dofn import PostprocessFn
+from liveinference.batched.transform import OnBatches
 from liveinference.batching import HandlerBatching
 from liveinference.contract import ModelHandler
 from liveinference.deadletter import ExceptionTypes, FailureRecord, FailureThreshold, RunInferenceDLQ
@@ -125,6 +127,7 @@ class RunInference(beam.PTransform):
         self._use_subprocess = False
         self._threshold = 1.0
         self._timeout: Optional[float] = None
+        self._on_batches: Optional[OnBatches] = None
 
     @classmethod
     def from_callable(cls, model_handler_provider: Any, **kwargs: Any) -> "RunInference":
@@ -185,6 +188,37 @@ class RunInference(beam.PTransform):
         self._refresh = dataclasses.replace(self._refresh, load_timeout=timeout)
         return self
 
+    def on_batches(
+        self,
+        *,
+        feature_columns: Optional[Sequence[str]] = None,
+        postprocess_fn: Optional[PostprocessFn] = None,
+    ) -> "RunInference":
+        """Scores elements that are whole batches: one framework call and one output per element.
+
+        Each element is a NumPy 2-D array (rows x features), a pandas DataFrame, or a pyarrow
+        RecordBatch or Table (as `ReadFromParquetBatched` yields). Its output is the same
+        kind (a RecordBatch for a NumPy array) with the input columns plus `inference` and
+        `model_id` columns, ready for `WriteToParquetBatched`. A batch never mixes models.
+        With `with_exception_handling`, a failing row is dead-lettered as a `BatchRow`
+        (its position and values) and the batch's other rows go on.
+
+        Args:
+            feature_columns: The columns the model takes, in order; None for all.
+            postprocess_fn: `fn(rows, inferences, model_id)` returning the output batch
+                instead: the kept rows (the input's kind), one inference per row, and the
+                model that made them.
+
+        Returns:
+            This transform.
+
+        Raises:
+            TypeError: if the handler cannot score batches (it says why), or has
+                per-example pre- or postprocessing functions.
+        """
+        self._on_batches = OnBatches.check(self._model_handler, feature_columns, postprocess_fn)
+        return self
+
     def with_model_validation(
         self,
         *,
@@ -221,6 +255,8 @@ class RunInference(beam.PTransform):
             )
         # One slot per model and run: a new run never picks up an old run's model.
         slot_tag = f"{self._model_tag}-{run_id_of(pcoll.pipeline)}"
+        if self._on_batches is not None:
+            return pcoll | "RunInferenceOnBatches" >> self._batches_step(slot_tag, refresh)
         slots = SlotAccess(handler, slot_tag)
         pcoll, failed_preprocessing = self._apply_fns(
             pcoll, list(handler.get_preprocess_fns()), "preprocess", slots
@@ -242,6 +278,18 @@ class RunInference(beam.PTransform):
             )
         return results, RunInferenceDLQ(
             failed_inferences, failed_preprocessing, failed_postprocessing, failed_model_loads
+        )
+
+    def _batches_step(self, slot_tag: str, refresh: RefreshConfig) -> beam.PTransform:
+        assert self._on_batches is not None
+        if self._use_subprocess or self._threshold < 1:
+            raise ValueError(
+                "on_batches() does not run inference in a subprocess nor check a failure "
+                "threshold yet; drop use_subprocess and threshold from with_exception_handling"
+            )
+        namespace = self._metrics_namespace or self._model_handler.get_metrics_namespace()
+        return self._on_batches.transform(
+            namespace, slot_tag, refresh, self._inference_args, self._catch, self._timeout
         )
 
     def _apply_fns(

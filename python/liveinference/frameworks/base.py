@@ -172,6 +172,12 @@ class FrameworkHandler(ModelHandler):
         """Calls the inference function on the batch, as Beam calls it for the framework."""
         raise NotImplementedError(f"{type(self).__name__} must implement _infer()")
 
+    @property
+    def inference_fn(self) -> Callable[..., Any]:
+        """The inference function the handler calls: the one given, else its framework's
+        default (batched RunInference calls it on a whole table)."""
+        return self._inference_fn
+
     def load_model(self) -> Any:
         """Loads the model at the current path.
 

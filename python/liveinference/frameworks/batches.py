@@ -94,12 +94,16 @@ def stack(
         hint: What to do about examples of different shapes.
 
     Returns:
-        The batch: a numpy array, a torch tensor or a TensorFlow tensor.
+        The batch: a numpy array, a torch tensor or a TensorFlow tensor. A NumPy array of
+        two or more dimensions given with `into="numpy"` is a batch already (its rows are
+        the examples) and is returned as it is.
 
     Raises:
         InvalidExampleError: if the examples are not tensors of an accepted library, or
             differ in shape.
     """
+    if into == "numpy" and isinstance(examples, numpy.ndarray) and examples.ndim > 1:
+        return examples  # already stacked: a table RunInference(...).on_batches() scores
     allowed = _STRICT[into]
     library = into if allowed is None else _library(examples[0])
     if allowed is not None and library not in allowed:
