@@ -31,12 +31,23 @@ public abstract class AbstractRunInference<
   /** Everything the transform was configured with; never changed. */
   final Config config;
 
-  AbstractRunInference(Config config) {
+  /**
+   * The model update messages of {@link #withModelUpdates}, or null; a second input of the
+   * expansion, not part of the serialized configuration.
+   */
+  final transient @Nullable PCollection<?> modelUpdates;
+
+  AbstractRunInference(Config config, @Nullable PCollection<?> modelUpdates) {
     this.config = config;
+    this.modelUpdates = modelUpdates;
   }
 
-  /** A transform of the same type as this one, holding {@code changed}. */
-  abstract SelfT with(Config changed);
+  /** A transform of the same type as this one, holding {@code changed} and {@code updates}. */
+  abstract SelfT with(Config changed, @Nullable PCollection<?> updates);
+
+  private SelfT with(Config changed) {
+    return with(changed, modelUpdates);
+  }
 
   /**
    * Passes a keyword argument to the Python handler, such as {@code model_uri} or {@code
@@ -89,6 +100,70 @@ public abstract class AbstractRunInference<
    */
   public SelfT withModelRefresh(String filePattern, Duration interval) {
     return with(config.withModelRefresh(filePattern, interval));
+  }
+
+  /**
+   * Swaps models on events: each message of {@code updates}, from any Java source (Kafka,
+   * Pub/Sub, files, {@code Create}), names the model to serve from then on. Python loads it off
+   * the inference path, validates it (see {@link #withModelValidation}) and swaps it in between
+   * batches; predictions after the swap carry its {@code model_id}. A model that fails to load
+   * or validate never serves: the last good one keeps serving, and with {@link
+   * RunInference#withExceptionHandling()} the rejection is a dead letter at stage {@code
+   * load_model} or {@code validate}, and a malformed message one at stage {@code model_update}
+   * (without it, a malformed message fails the pipeline).
+   *
+   * @param updates JSON strings such as {@code {"model_path": "/models/v2.pkl", "model_name":
+   *     "v2"}} (or a plain path), as {@code String}s or UTF-8 {@code byte[]}s; or Rows with a
+   *     STRING field {@code model_path} and optionally a STRING field {@code model_name}; in the
+   *     same pipeline as the input
+   * @return a new transform that takes model updates from {@code updates}
+   * @throws IllegalArgumentException if {@code updates} is null, updates were already given, or
+   *     the transform serves a model per key; its element type is checked when the transform is
+   *     applied
+   */
+  public SelfT withModelUpdates(PCollection<?> updates) {
+    if (updates == null || modelUpdates != null || config.handler() == null) {
+      throw new IllegalArgumentException(
+          "withModelUpdates("
+              + updates
+              + "): give one PCollection of update messages, once, to a transform with one"
+              + " handler (a model per key takes no update messages from Java yet"
+              + (modelUpdates != null ? "; updates are already " + modelUpdates : "")
+              + ")");
+    }
+    return with(config, updates);
+  }
+
+  /**
+   * Makes every new model version pass canary examples before it may serve: the candidate must
+   * predict each of them (after the transform's preprocess functions) without raising. A
+   * version that fails keeps the last good model serving and, with exception handling, is a
+   * dead letter at stage {@code validate}.
+   *
+   * @param canaryExamples input elements, of the input's type: String, Long, Integer, Double,
+   *     Float, Boolean, byte[], Row, or a List of one of those; {@code KV<key, example>} for
+   *     {@link RunInference#ofKVs}; numbers must be finite
+   * @return a new transform with model validation
+   * @throws IllegalArgumentException if there is no example, one is null, of a type that cannot
+   *     cross to Python or other than the first one's, holds a NaN or infinite number, or
+   *     validation was already set
+   */
+  public SelfT withModelValidation(List<?> canaryExamples) {
+    return with(config.withModelValidation(canaryExamples));
+  }
+
+  /**
+   * Where the Python side relays model updates to its workers: a folder every worker can read
+   * and write. Without it, the pipeline's {@code --tempLocation} or a private local folder,
+   * which suits runners whose workers share one machine (Prism, Flink in local mode).
+   *
+   * @param folder a folder on any filesystem the Python workers read, such as {@code
+   *     gs://bucket/liveinference}
+   * @return a new transform relaying updates through {@code folder}
+   * @throws IllegalArgumentException if the folder is null or blank
+   */
+  public SelfT withRefreshChannel(String folder) {
+    return with(config.withRefreshChannel(folder));
   }
 
   /**

@@ -55,6 +55,10 @@ abstract class Config implements Serializable {
 
   abstract @Nullable Duration refreshInterval();
 
+  abstract @Nullable Canaries canaries();
+
+  abstract @Nullable String refreshChannel();
+
   abstract boolean exceptionHandling();
 
   /** The service's host:port; null to start {@code liveinference serve} from {@link #python}. */
@@ -96,6 +100,10 @@ abstract class Config implements Serializable {
 
     abstract Builder setRefreshInterval(@Nullable Duration refreshInterval);
 
+    abstract Builder setCanaries(@Nullable Canaries canaries);
+
+    abstract Builder setRefreshChannel(@Nullable String refreshChannel);
+
     abstract Builder setExceptionHandling(boolean exceptionHandling);
 
     abstract Builder setExpansionService(@Nullable String expansionService);
@@ -132,8 +140,8 @@ abstract class Config implements Serializable {
   }
 
   private static Builder start(FieldType exampleType, FieldType inferenceType) {
-    typeName(exampleType, "exampleType");
-    typeName(inferenceType, "inferenceType");
+    PythonTypes.name(exampleType, "exampleType");
+    PythonTypes.name(inferenceType, "inferenceType");
     return new AutoValue_Config.Builder()
         .setExampleType(exampleType)
         .setInferenceType(inferenceType)
@@ -200,6 +208,24 @@ abstract class Config implements Serializable {
     }
     checkPositive(interval, "interval", "withModelRefresh");
     return toBuilder().setWatchPattern(filePattern).setRefreshInterval(interval).build();
+  }
+
+  Config withModelValidation(List<?> canaryExamples) {
+    if (canaries() != null) {
+      throw new IllegalArgumentException(
+          "withModelValidation: the canary examples are already set to " + canaries());
+    }
+    return toBuilder().setCanaries(Canaries.of(canaryExamples, keyType())).build();
+  }
+
+  Config withRefreshChannel(String folder) {
+    if (folder == null || folder.isBlank()) {
+      throw new IllegalArgumentException(
+          "withRefreshChannel needs a folder every worker can read and write, such as"
+              + " \"gs://bucket/liveinference\", got "
+              + quote(folder));
+    }
+    return toBuilder().setRefreshChannel(folder).build();
   }
 
   Config withExceptionHandling() {
@@ -285,8 +311,8 @@ abstract class Config implements Serializable {
       values.add(args);
     }
     schema.addStringField("example_type").addStringField("inference_type");
-    values.add(typeName(exampleType(), "exampleType"));
-    values.add(typeName(inferenceType(), "inferenceType"));
+    values.add(PythonTypes.name(exampleType(), "exampleType"));
+    values.add(PythonTypes.name(inferenceType(), "inferenceType"));
     if (!preprocess().isEmpty()) {
       schema.addArrayField("preprocess", FieldType.STRING);
       values.add(preprocess());
@@ -301,13 +327,22 @@ abstract class Config implements Serializable {
       values.add(watchPattern());
       values.add(interval.getMillis() / 1000.0);
     }
+    Canaries canaries = canaries();
+    if (canaries != null) {
+      schema.addField("canary_examples", canaries.fieldType());
+      values.add(canaries.values());
+    }
+    if (refreshChannel() != null) {
+      schema.addStringField("refresh_channel");
+      values.add(refreshChannel());
+    }
     schema.addBooleanField("exception_handling");
     values.add(exceptionHandling());
     FieldType keyType = keyType();
     if (keyType != null) {
       schema.addBooleanField("keyed").addStringField("key_type");
       values.add(true);
-      values.add(typeName(keyType, "keyType"));
+      values.add(PythonTypes.name(keyType, "keyType"));
       if (!keyModels().isEmpty()) {
         Row mappings = KeyModelMapping.toRow(keyModels(), keyType);
         schema.addRowField("key_models", mappings.getSchema());
@@ -320,44 +355,6 @@ abstract class Config implements Serializable {
       values.add(maxModels.longValue());
     }
     return Row.withSchema(schema.build()).addValues(values).build();
-  }
-
-  /**
-   * The name Python knows a field type by: int64, int32, int16, double, float, string, boolean,
-   * bytes, or array&lt;...&gt; of those.
-   */
-  static String typeName(FieldType type, String what) {
-    if (type == null) {
-      throw new IllegalArgumentException(what + " must not be null");
-    }
-    switch (type.getTypeName()) {
-      case INT64:
-        return "int64";
-      case INT32:
-        return "int32";
-      case INT16:
-        return "int16";
-      case DOUBLE:
-        return "double";
-      case FLOAT:
-        return "float";
-      case STRING:
-        return "string";
-      case BOOLEAN:
-        return "boolean";
-      case BYTES:
-        return "bytes";
-      case ARRAY:
-      case ITERABLE:
-        return "array<" + typeName(type.getCollectionElementType(), what) + ">";
-      default:
-        throw new IllegalArgumentException(
-            what
-                + " "
-                + type
-                + " cannot cross to Python; use INT64, INT32, INT16, DOUBLE, FLOAT, STRING,"
-                + " BOOLEAN, BYTES or an array of one of them");
-    }
   }
 
   /** Refuses a missing, zero or negative duration, naming the argument and the method. */

@@ -5,15 +5,22 @@ import java.net.InetSocketAddress;
 import java.net.Socket;
 import java.util.UUID;
 import org.apache.beam.model.pipeline.v1.ExternalTransforms.ExternalConfigurationPayload;
+import org.apache.beam.sdk.Pipeline;
+import org.apache.beam.sdk.coders.ByteArrayCoder;
+import org.apache.beam.sdk.coders.Coder;
 import org.apache.beam.sdk.coders.CoderException;
 import org.apache.beam.sdk.coders.RowCoder;
+import org.apache.beam.sdk.coders.StringUtf8Coder;
 import org.apache.beam.sdk.schemas.Schema;
+import org.apache.beam.sdk.schemas.Schema.TypeName;
 import org.apache.beam.sdk.schemas.SchemaTranslation;
 import org.apache.beam.sdk.util.CoderUtils;
 import org.apache.beam.sdk.util.construction.External;
 import org.apache.beam.sdk.values.PCollection;
 import org.apache.beam.sdk.values.PCollectionTuple;
+import org.apache.beam.sdk.values.PInput;
 import org.apache.beam.sdk.values.Row;
+import org.apache.beam.sdk.values.TupleTag;
 import org.apache.beam.vendor.grpc.v1p60p1.com.google.protobuf.ByteString;
 import org.checkerframework.checker.nullness.qual.Nullable;
 
@@ -27,21 +34,40 @@ final class ExpansionCall {
   /** Beam's URN for a Python transform named by its qualified name. */
   static final String PYTHON_NAMED_URN = "beam:transforms:python:fully_qualified_named";
 
+  /** The input tag of the examples, when model updates come as a second input. */
+  static final String EXAMPLES = "examples";
+
+  /** The input tag of the model update messages. */
+  static final String MODEL_UPDATES = "model_updates";
+
+  private static final String PATH_FIELD = "model_path";
+  private static final String NAME_FIELD = "model_name";
+
   /** How Beam's {@code External} begins the message of a response that carries an error. */
   private static final String REFUSED = "expansion service error:";
 
   private ExpansionCall() {}
 
   /**
-   * Expands the Python transform on {@code input}.
+   * Expands the Python transform on {@code input}, and on {@code updates} when given (then the
+   * two inputs are tagged {@value #EXAMPLES} and {@value #MODEL_UPDATES}).
    *
    * @return every output of the expanded transform, by the tag Python gave it
    * @throws IllegalStateException if the service cannot be reached within the connect timeout,
    *     or (without an address) cannot be started
-   * @throws IllegalArgumentException if the service refused the request (with its message), or
-   *     TLS was asked for a service the transform starts itself
+   * @throws IllegalArgumentException if the service refused the request (with its message),
+   *     TLS was asked for a service the transform starts itself, or the updates are not update
+   *     messages of this pipeline
    */
-  static PCollectionTuple expand(PCollection<?> input, Config config) {
+  static PCollectionTuple expand(
+      PCollection<?> input, @Nullable PCollection<?> updates, Config config) {
+    PInput inputs = input;
+    if (updates != null) {
+      checkUpdates(input, updates);
+      inputs =
+          PCollectionTuple.of(new TupleTag<>(EXAMPLES), input)
+              .and(new TupleTag<>(MODEL_UPDATES), updates);
+    }
     TlsFiles tls = config.tls();
     String address = config.expansionService();
     if (address == null) {
@@ -56,15 +82,15 @@ final class ExpansionCall {
     byte[] payload = payload(config.kwargs());
     if (tls == null) {
       return apply(
-          input,
-          External.<PCollection<?>, Row>of(PYTHON_NAMED_URN, payload, address).withMultiOutputs(),
+          inputs,
+          External.<PInput, Row>of(PYTHON_NAMED_URN, payload, address).withMultiOutputs(),
           config,
           address);
     }
     try (TlsExpansion expansion = TlsExpansion.open(tls, address)) {
       return apply(
-          input,
-          External.<PCollection<?>, Row>of(
+          inputs,
+          External.<PInput, Row>of(
                   PYTHON_NAMED_URN, payload, expansion.artifactEndpoint(), expansion)
               .withMultiOutputs(),
           config,
@@ -93,13 +119,45 @@ final class ExpansionCall {
     }
   }
 
+  /**
+   * Refuses update messages Python cannot read: they must be Strings, byte[]s, or Rows with a
+   * STRING {@code model_path} (and a STRING {@code model_name}, if any), of the input's
+   * pipeline.
+   */
+  static void checkUpdates(PCollection<?> input, PCollection<?> updates) {
+    if (updates.getPipeline() != input.getPipeline()) {
+      throw new IllegalArgumentException(
+          "withModelUpdates: " + updates + " belongs to another pipeline than the input");
+    }
+    Coder<?> coder = updates.getCoder();
+    if (coder instanceof StringUtf8Coder || coder instanceof ByteArrayCoder) {
+      return;
+    }
+    Schema schema = updates.hasSchema() ? updates.getSchema() : null;
+    if (schema != null
+        && schema.hasField(PATH_FIELD)
+        && schema.getField(PATH_FIELD).getType().getTypeName() == TypeName.STRING
+        && (!schema.hasField(NAME_FIELD)
+            || schema.getField(NAME_FIELD).getType().getTypeName() == TypeName.STRING)) {
+      return;
+    }
+    throw new IllegalArgumentException(
+        "withModelUpdates: "
+            + updates
+            + " holds elements with coder "
+            + coder
+            + (schema == null ? "" : " and schema " + schema)
+            + "; give JSON Strings (or UTF-8 byte[]s) such as {\"model_path\": \"/models/v2.pkl\"}"
+            + ", or Rows with a STRING field model_path and optionally a STRING field model_name");
+  }
+
   private static PCollectionTuple apply(
-      PCollection<?> input,
-      External.MultiOutputExpandableTransform<PCollection<?>> external,
+      PInput input,
+      External.MultiOutputExpandableTransform<PInput> external,
       Config config,
       String address) {
     try {
-      return input.apply("ConfiguredRunInference", external);
+      return Pipeline.applyTransform("ConfiguredRunInference", input, external);
     } catch (RuntimeException error) {
       String refusal = refusal(error);
       if (refusal == null) {

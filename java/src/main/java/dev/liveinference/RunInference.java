@@ -11,6 +11,7 @@ import org.apache.beam.sdk.values.PCollection;
 import org.apache.beam.sdk.values.PCollectionTuple;
 import org.apache.beam.sdk.values.Row;
 import org.apache.beam.sdk.values.TupleTag;
+import org.checkerframework.checker.nullness.qual.Nullable;
 
 /**
  * Runs a model on every element of a {@code PCollection} with liveinference's RunInference,
@@ -64,8 +65,8 @@ public final class RunInference<OutputT>
           .addStringField("error")
           .build();
 
-  private RunInference(Config config) {
-    super(config);
+  private RunInference(Config config, @Nullable PCollection<?> modelUpdates) {
+    super(config, modelUpdates);
   }
 
   /**
@@ -83,7 +84,7 @@ public final class RunInference<OutputT>
    */
   public static RunInference<Row> of(
       String handler, FieldType exampleType, FieldType inferenceType) {
-    return new RunInference<>(Config.of(handler, exampleType, inferenceType));
+    return new RunInference<>(Config.of(handler, exampleType, inferenceType), null);
   }
 
   /**
@@ -100,7 +101,8 @@ public final class RunInference<OutputT>
    */
   public static <KeyT> RunInference<KV<KeyT, Row>> ofKVs(
       String handler, FieldType keyType, FieldType exampleType, FieldType inferenceType) {
-    return new RunInference<>(Config.of(handler, exampleType, inferenceType).keyed(keyType));
+    return new RunInference<>(
+        Config.of(handler, exampleType, inferenceType).keyed(keyType), null);
   }
 
   /**
@@ -135,7 +137,7 @@ public final class RunInference<OutputT>
       FieldType inferenceType,
       List<KeyModelMapping> keyModels) {
     return new RunInference<>(
-        Config.ofKeyModels(keyType, exampleType, inferenceType, keyModels));
+        Config.ofKeyModels(keyType, exampleType, inferenceType, keyModels), null);
   }
 
   /**
@@ -155,19 +157,20 @@ public final class RunInference<OutputT>
   }
 
   /**
-   * Sends elements that fail (in preprocessing, model loading, inference or postprocessing) to
-   * a dead-letter output instead of failing the pipeline.
+   * Sends elements that fail (in preprocessing, model loading, inference or postprocessing),
+   * rejected model versions and malformed model updates to a dead-letter output instead of
+   * failing the pipeline.
    *
    * @return a transform with the same settings whose output holds the predictions and the dead
    *     letters
    */
   public WithExceptionHandling<OutputT> withExceptionHandling() {
-    return new WithExceptionHandling<>(config.withExceptionHandling());
+    return new WithExceptionHandling<>(config.withExceptionHandling(), modelUpdates);
   }
 
   @Override
-  RunInference<OutputT> with(Config changed) {
-    return new RunInference<>(changed);
+  RunInference<OutputT> with(Config changed, @Nullable PCollection<?> updates) {
+    return new RunInference<>(changed, updates);
   }
 
   /**
@@ -180,7 +183,7 @@ public final class RunInference<OutputT>
    */
   @Override
   public PCollection<OutputT> expand(PCollection<?> input) {
-    PCollectionTuple outputs = ExpansionCall.expand(input, config);
+    PCollectionTuple outputs = ExpansionCall.expand(input, modelUpdates, config);
     Map<TupleTag<?>, PCollection<?>> all = outputs.getAll();
     if (all.size() != 1) {
       throw new IllegalStateException(
@@ -207,13 +210,13 @@ public final class RunInference<OutputT>
 
     private static final long serialVersionUID = 1L;
 
-    private WithExceptionHandling(Config config) {
-      super(config);
+    private WithExceptionHandling(Config config, @Nullable PCollection<?> modelUpdates) {
+      super(config, modelUpdates);
     }
 
     @Override
-    WithExceptionHandling<OutputT> with(Config changed) {
-      return new WithExceptionHandling<>(changed);
+    WithExceptionHandling<OutputT> with(Config changed, @Nullable PCollection<?> updates) {
+      return new WithExceptionHandling<>(changed, updates);
     }
 
     /**
@@ -226,7 +229,7 @@ public final class RunInference<OutputT>
      */
     @Override
     public InferenceResult<OutputT> expand(PCollection<?> input) {
-      PCollectionTuple outputs = ExpansionCall.expand(input, config);
+      PCollectionTuple outputs = ExpansionCall.expand(input, modelUpdates, config);
       TupleTag<OutputT> predictionsTag = new TupleTag<>(PREDICTIONS);
       TupleTag<Row> deadLettersTag = new TupleTag<>(DEAD_LETTERS);
       Map<TupleTag<?>, PCollection<?>> all = outputs.getAll();

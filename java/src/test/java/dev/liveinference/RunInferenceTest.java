@@ -103,9 +103,9 @@ public class RunInferenceTest {
   @Test
   public void typeNamesCoverArraysAndScalars() {
     assertEquals("array<array<float>>",
-        Config.typeName(FieldType.array(FieldType.array(FieldType.FLOAT)), "t"));
-    assertEquals("string", Config.typeName(FieldType.STRING, "t"));
-    assertEquals("array<int32>", Config.typeName(FieldType.iterable(FieldType.INT32), "t"));
+        PythonTypes.name(FieldType.array(FieldType.array(FieldType.FLOAT)), "t"));
+    assertEquals("string", PythonTypes.name(FieldType.STRING, "t"));
+    assertEquals("array<int32>", PythonTypes.name(FieldType.iterable(FieldType.INT32), "t"));
   }
 
   @Test

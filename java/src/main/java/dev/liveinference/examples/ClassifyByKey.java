@@ -166,10 +166,6 @@ public final class ClassifyByKey {
     return mappings;
   }
 
-  private static String clean(Object value) {
-    return String.valueOf(value).replace('\t', ' ').replace('\n', ' ');
-  }
-
   /**
    * Builds the pipeline.
    *
@@ -200,7 +196,7 @@ public final class ClassifyByKey {
             .withPreprocess("liveinference_expansion.functions.parse_csv_floats")
             .withExceptionHandling();
     classify =
-        ClassifyRows.withService(classify, options.getExpansionService(), options.getPython());
+        ExampleFiles.withService(classify, options.getExpansionService(), options.getPython());
     InferenceResult<KV<String, Row>> result = rows.apply("Classify", classify);
     result
         .getPredictions()
@@ -209,29 +205,16 @@ public final class ClassifyByKey {
             MapElements.into(TypeDescriptors.strings())
                 .via(
                     (KV<String, Row> kv) ->
-                        clean(kv.getKey())
+                        ExampleFiles.clean(kv.getKey())
                             + "\t"
-                            + clean(kv.getValue().getArray("example"))
+                            + ExampleFiles.clean(kv.getValue().getArray("example"))
                             + "\t"
                             + kv.getValue().getInt64("inference")
                             + "\t"
-                            + clean(kv.getValue().getString("model_id"))))
+                            + ExampleFiles.clean(kv.getValue().getString("model_id"))))
         .apply(
-            "WritePredictions", ParDo.of(new ClassifyRows.AppendLines(options.getPredictions())));
-    result
-        .getDeadLetters()
-        .apply(
-            "FormatDeadLetters",
-            MapElements.into(TypeDescriptors.strings())
-                .via(
-                    (Row row) ->
-                        clean(row.getString("element"))
-                            + "\t"
-                            + clean(row.getString("stage"))
-                            + "\t"
-                            + clean(row.getString("error"))))
-        .apply(
-            "WriteDeadLetters", ParDo.of(new ClassifyRows.AppendLines(options.getDeadLetters())));
+            "WritePredictions", ParDo.of(new ExampleFiles.AppendLines(options.getPredictions())));
+    ExampleFiles.writeDeadLetters(result.getDeadLetters(), options.getDeadLetters());
     return pipeline;
   }
 

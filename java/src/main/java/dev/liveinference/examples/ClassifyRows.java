@@ -1,13 +1,7 @@
 package dev.liveinference.examples;
 
-import dev.liveinference.AbstractRunInference;
 import dev.liveinference.InferenceResult;
 import dev.liveinference.RunInference;
-import java.io.IOException;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
-import java.nio.file.Paths;
-import java.nio.file.StandardOpenOption;
 import org.apache.beam.sdk.Pipeline;
 import org.apache.beam.sdk.PipelineResult;
 import org.apache.beam.sdk.io.TextIO;
@@ -17,12 +11,8 @@ import org.apache.beam.sdk.options.PipelineOptions;
 import org.apache.beam.sdk.options.PipelineOptionsFactory;
 import org.apache.beam.sdk.options.Validation;
 import org.apache.beam.sdk.schemas.Schema.FieldType;
-import org.apache.beam.sdk.transforms.DoFn;
-import org.apache.beam.sdk.transforms.MapElements;
-import org.apache.beam.sdk.transforms.ParDo;
 import org.apache.beam.sdk.values.PCollection;
 import org.apache.beam.sdk.values.Row;
-import org.apache.beam.sdk.values.TypeDescriptors;
 import org.joda.time.Duration;
 
 /**
@@ -282,63 +272,6 @@ public final class ClassifyRows {
     void setTlsClientKey(String value);
   }
 
-  /** Appends each line to a file, a bundle at a time; works for bounded and unbounded input. */
-  static final class AppendLines extends DoFn<String, Void> {
-    private static final Object LOCK = new Object();
-    private final String path;
-    private transient StringBuilder buffer;
-
-    AppendLines(String path) {
-      this.path = path;
-    }
-
-    @StartBundle
-    public void startBundle() {
-      buffer = new StringBuilder();
-    }
-
-    @ProcessElement
-    public void processElement(@Element String line) {
-      buffer.append(line).append('\n');
-    }
-
-    @FinishBundle
-    public void finishBundle() throws IOException {
-      if (buffer.length() == 0) {
-        return;
-      }
-      synchronized (LOCK) {
-        Files.write(
-            Paths.get(path),
-            buffer.toString().getBytes(StandardCharsets.UTF_8),
-            StandardOpenOption.CREATE,
-            StandardOpenOption.APPEND);
-      }
-      buffer.setLength(0);
-    }
-  }
-
-  private static String clean(Object value) {
-    return String.valueOf(value).replace('\t', ' ').replace('\n', ' ');
-  }
-
-  /**
-   * Points a transform at the given expansion service, or at a Python to start one with.
-   *
-   * @param transform the transform
-   * @param expansionService host:port, or empty to start a service
-   * @param python the Python to start it with, or empty for the default
-   * @param <T> the transform's type
-   * @return the transform, pointed at its service
-   */
-  static <T extends AbstractRunInference<?, T>> T withService(
-      T transform, String expansionService, String python) {
-    if (!expansionService.isEmpty()) {
-      return transform.withExpansionService(expansionService);
-    }
-    return python.isEmpty() ? transform : transform.withPython(python);
-  }
-
   /**
    * Builds the pipeline.
    *
@@ -368,7 +301,7 @@ public final class ClassifyRows {
             .withHandlerArg("model_uri", options.getModel())
             .withPreprocess("liveinference_expansion.functions.parse_csv_floats")
             .withExceptionHandling();
-    classify = withService(classify, options.getExpansionService(), options.getPython());
+    classify = ExampleFiles.withService(classify, options.getExpansionService(), options.getPython());
     if (!options.getTlsClientCert().isEmpty() || !options.getTlsClientKey().isEmpty()) {
       classify =
           classify.withExpansionServiceTls(
@@ -387,32 +320,8 @@ public final class ClassifyRows {
     }
     InferenceResult<Row> result = lines.apply("Classify", classify);
 
-    result
-        .getPredictions()
-        .apply(
-            "FormatPredictions",
-            MapElements.into(TypeDescriptors.strings())
-                .via(
-                    (Row row) ->
-                        clean(row.getArray("example"))
-                            + "\t"
-                            + row.getInt64("inference")
-                            + "\t"
-                            + clean(row.getString("model_id"))))
-        .apply("WritePredictions", ParDo.of(new AppendLines(options.getPredictions())));
-    result
-        .getDeadLetters()
-        .apply(
-            "FormatDeadLetters",
-            MapElements.into(TypeDescriptors.strings())
-                .via(
-                    (Row row) ->
-                        clean(row.getString("element"))
-                            + "\t"
-                            + clean(row.getString("stage"))
-                            + "\t"
-                            + clean(row.getString("error"))))
-        .apply("WriteDeadLetters", ParDo.of(new AppendLines(options.getDeadLetters())));
+    ExampleFiles.writePredictions(result.getPredictions(), options.getPredictions());
+    ExampleFiles.writeDeadLetters(result.getDeadLetters(), options.getDeadLetters());
     return pipeline;
   }
 
