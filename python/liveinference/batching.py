@@ -28,9 +28,52 @@ import apache_beam as beam
 
 from liveinference.settings import checked_number
 
-__all__ = ["DEFAULT_BUCKET_BOUNDARIES", "HandlerBatching", "check_batching", "length_bucket"]
+__all__ = [
+    "DEFAULT_BUCKET_BOUNDARIES",
+    "HANDLER_BATCHING_ARGUMENTS",
+    "HandlerBatching",
+    "check_batching",
+    "handler_batching_kwargs",
+    "length_bucket",
+]
 
 DEFAULT_BUCKET_BOUNDARIES = (16, 32, 64, 128, 256, 512)
+# A handler constructor's batching arguments (Beam 2.77's), by their BatchElements names.
+_BEAM_NAMES = {
+    "min_batch_size": "min_batch_size",
+    "max_batch_size": "max_batch_size",
+    "max_batch_duration_secs": "max_batch_duration_secs",
+    "max_batch_weight": "max_batch_weight",
+    "element_size_fn": "element_size_fn",
+    "batch_length_fn": "length_fn",
+    "batch_bucket_boundaries": "bucket_boundaries",
+}
+HANDLER_BATCHING_ARGUMENTS = tuple(_BEAM_NAMES)
+
+
+def handler_batching_kwargs(**given: Any) -> Dict[str, Any]:
+    """Returns a handler constructor's batching arguments that were set (not None), checked,
+    under the names `BatchElements` and `HandlerBatching` take, as Beam 2.77's
+    `ModelHandler.__init__` keeps them for `batch_elements_kwargs()`.
+
+    Args:
+        **given: Any of `HANDLER_BATCHING_ARGUMENTS` (`min_batch_size`,
+            `max_batch_size`, `max_batch_duration_secs`, `max_batch_weight`,
+            `element_size_fn`, `batch_length_fn`, `batch_bucket_boundaries`).
+
+    Raises:
+        TypeError: for another argument, or what `check_batching` refuses.
+        ValueError: for what `check_batching` refuses.
+
+    >>> handler_batching_kwargs(max_batch_size=8, batch_length_fn=len, max_batch_weight=None)
+    {'max_batch_size': 8, 'length_fn': <built-in function len>}
+    """
+    unknown = sorted(set(given) - set(_BEAM_NAMES))
+    if unknown:
+        raise TypeError(f"{unknown} are not batching arguments; they are {list(_BEAM_NAMES)}")
+    return check_batching(
+        {_BEAM_NAMES[name]: value for name, value in given.items() if value is not None}
+    )
 _OURS = frozenset({"length_fn", "bucket_boundaries", "max_batch_weight"})
 
 

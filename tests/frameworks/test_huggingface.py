@@ -232,7 +232,7 @@ def test_constructor_refuses_what_cannot_work(saved):
     with pytest.raises(ValueError, match="framework must be 'pt' .* or 'tf' .*, got 'jax'"):
         HuggingFaceModelHandlerKeyedTensor(saved["full"], MODEL_CLASS, "jax")
     with pytest.raises(ValueError, match="device must be 'CPU' or 'GPU', got 'TPU'"):
-        HuggingFaceModelHandlerTensor(saved["full"], MODEL_CLASS, device="TPU")
+        HuggingFacePipelineModelHandler("fill-mask", saved["full"], device="TPU")
     with pytest.raises(ValueError, match="needs a task or a model"):
         HuggingFacePipelineModelHandler()
     with pytest.raises(ValueError, match="device 'GPU' is given both as an argument and in load_pipeline_args"):

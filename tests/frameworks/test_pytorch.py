@@ -358,10 +358,6 @@ def test_keyed_batch_with_ragged_key_or_missing_key_is_named(tmp_path, two_input
             "model_class _Net was given with torch_script_model_path",
         ),
         ({"model_class": _Net}, "no model was given"),
-        (
-            {"torch_script_model_path": "b.pt", "device": "TPU"},
-            "device must be 'CPU' or 'GPU', got 'TPU'",
-        ),
     ],
 )
 @pytest.mark.parametrize(

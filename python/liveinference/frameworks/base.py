@@ -22,25 +22,24 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, ClassVar, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
-from liveinference.batching import check_batching
+from liveinference.batching import HANDLER_BATCHING_ARGUMENTS, handler_batching_kwargs
 from liveinference.contract import ModelHandler, PredictionResult
 from liveinference.errors import InvalidExampleError
 from liveinference.frameworks.batches import example_bytes, to_prediction_results
 from liveinference.frameworks.loading import load_step
 
-__all__ = ["FrameworkHandler", "HandlerOptions"]
+__all__ = ["FrameworkHandler", "HandlerArgumentError", "HandlerOptions"]
 
 _KNOWN_KWARGS = frozenset({"env_vars"})
-# A handler's batching arguments (Beam 2.77's), by the names BatchElements gives them.
-_BATCHING = {
-    "min_batch_size": "min_batch_size",
-    "max_batch_size": "max_batch_size",
-    "max_batch_duration_secs": "max_batch_duration_secs",
-    "max_batch_weight": "max_batch_weight",
-    "element_size_fn": "element_size_fn",
-    "batch_length_fn": "length_fn",
-    "batch_bucket_boundaries": "bucket_boundaries",
-}
+
+
+class HandlerArgumentError(ValueError, RuntimeError):
+    """Constructor arguments a handler cannot work with, e.g. two model sources at once.
+
+    A ValueError, and also the RuntimeError Beam raises for the same arguments (PyTorch's
+    model source, Hugging Face's model_uri and model_class), so code written for Beam that
+    catches RuntimeError still catches it.
+    """
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,10 +83,10 @@ class HandlerOptions:
             TypeError: for a keyword argument no handler takes (a likely typo), or a
                 batching function that is not callable.
             ValueError: for batch sizes that are not positive or min above max,
-                `model_copies` below 1, or batching arguments `batching.check_batching`
-                refuses (durations and weights must be finite and positive).
+                `model_copies` below 1, or batching arguments `check_batching` refuses
+                (durations and weights must be finite and positive).
         """
-        given = {name: arguments.pop(name, None) for name in _BATCHING}
+        given = {name: arguments.pop(name, None) for name in HANDLER_BATCHING_ARGUMENTS}
         large_model = arguments.pop("large_model", False)
         copies = arguments.pop("model_copies", None)
         kwargs = arguments.pop("kwargs", {})
@@ -105,9 +104,7 @@ class HandlerOptions:
             raise ValueError(f"min_batch_size {low} is larger than max_batch_size {high}")
         if copies is not None and copies < 1:
             raise ValueError(f"model_copies must be at least 1, got {copies}")
-        batching = check_batching(
-            {_BATCHING[name]: value for name, value in given.items() if value is not None}
-        )
+        batching = handler_batching_kwargs(**given)
         env_vars = dict(kwargs.get("env_vars", {}))
         return cls(batching, large_model or copies is not None, copies or 1, env_vars)
 

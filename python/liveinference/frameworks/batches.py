@@ -214,15 +214,23 @@ def call_model(
         ) from error
 
 
-def check_device(device: str) -> str:
+def check_device(device: Any, strict: bool = False) -> str:
     """Returns 'CPU' or 'GPU' for a device named so in any case.
 
+    Any other value means the CPU, with a warning, as in Beam's PyTorch and Hugging Face
+    tensor handlers (they use the GPU for 'GPU' only); with `strict`, as in Beam's Hugging
+    Face pipeline handler, it is refused.
+
     Raises:
-        ValueError: for any other device.
+        ValueError: for another device, with `strict`.
     """
-    if not isinstance(device, str) or device.upper() not in ("CPU", "GPU"):
+    name = device.upper() if isinstance(device, str) else None
+    if name in ("CPU", "GPU"):
+        return name
+    if strict:
         raise ValueError(f"device must be 'CPU' or 'GPU', got {device!r}")
-    return device.upper()
+    _LOG.warning("device %r is neither 'CPU' nor 'GPU'; running on CPU, as Beam does", device)
+    return "CPU"
 
 
 def device_of(model: Any, default: Any) -> Any:

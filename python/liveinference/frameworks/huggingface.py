@@ -26,7 +26,7 @@ import torch
 
 from liveinference.contract import PredictionResult
 from liveinference.errors import InvalidExampleError, ModelLoadError
-from liveinference.frameworks.base import FrameworkHandler
+from liveinference.frameworks.base import FrameworkHandler, HandlerArgumentError
 from liveinference.frameworks.batches import call_model, check_device, device_of, first_line, place
 from liveinference.frameworks.batches import stack, stack_by_key, to_device, to_prediction_results
 
@@ -145,7 +145,7 @@ class _PretrainedHandler(FrameworkHandler):
     def _accept(self, arguments: Dict[str, Any]) -> str:
         model_uri, model_class = arguments["model_uri"], arguments["model_class"]
         if not model_uri or model_class is None:
-            raise ValueError(
+            raise HandlerArgumentError(
                 f"{type(self).__name__} needs both model_uri (a directory written by "
                 "save_pretrained) and model_class (e.g. transformers.AutoModel); got "
                 f"model_uri={model_uri!r}, model_class={model_class!r}"
@@ -183,7 +183,8 @@ class HuggingFaceModelHandlerTensor(_PretrainedHandler):
         model_uri: A directory written by `save_pretrained` (or a hub name already in
             the local cache).
         model_class: The class to load it with, e.g. `AutoModelForSequenceClassification`.
-        device: 'CPU' or 'GPU'; 'GPU' falls back to the CPU, with a warning, without CUDA.
+        device: 'CPU' or 'GPU'; 'GPU' falls back to the CPU, with a warning, without CUDA;
+            any other value means the CPU, with a warning, as in Beam.
         inference_fn: `fn(batch, model, device, inference_args, model_id)` returning
             PredictionResults; by default the batch is stacked and passed to the model. The
             handler passes model_id=None: RunInference names the model on each result.
@@ -195,7 +196,9 @@ class HuggingFaceModelHandlerTensor(_PretrainedHandler):
             `base.HandlerOptions`).
 
     Raises:
-        ValueError: if `model_uri` or `model_class` is missing, or for another device.
+        HandlerArgumentError: (a ValueError and, as in Beam, a RuntimeError) if
+            `model_uri` or `model_class` is missing.
+        ValueError: for a framework other than 'pt' or 'tf'.
         TypeError: for an unknown keyword argument.
     """
 
@@ -330,7 +333,7 @@ class HuggingFacePipelineModelHandler(FrameworkHandler):
                 f"device {device!r} is given both as an argument and in load_pipeline_args "
                 f"({self._load_pipeline_args['device']!r}); give it once"
             )
-        self._device = check_device(device) if device is not None else None
+        self._device = check_device(device, strict=True) if device is not None else None
         return model
 
     def _pipeline_device(self, model: str) -> Dict[str, Any]:

@@ -17,7 +17,7 @@ import torch
 
 from liveinference.contract import PredictionResult
 from liveinference.errors import ModelLoadError
-from liveinference.frameworks.base import FrameworkHandler
+from liveinference.frameworks.base import FrameworkHandler, HandlerArgumentError
 from liveinference.frameworks.batches import call_model, check_device, device_of, place, stack
 from liveinference.frameworks.batches import stack_by_key, to_device, to_prediction_results
 from liveinference.frameworks.loading import load_step, open_model_file
@@ -52,27 +52,32 @@ def _check_model_source(
     model_class: Optional[Callable[..., torch.nn.Module]],
     torch_script_model_path: Optional[str],
 ) -> str:
-    """Returns the model path, once sure exactly one way of loading the model was given."""
+    """Returns the model path, once sure exactly one way of loading the model was given.
+
+    Raises:
+        HandlerArgumentError: a ValueError, and a RuntimeError as Beam raises for the same
+            arguments (Beam too refuses a state dict and a TorchScript path together).
+    """
     if state_dict_path and torch_script_model_path:
-        raise ValueError(
+        raise HandlerArgumentError(
             f"both state_dict_path {state_dict_path!r} and torch_script_model_path "
             f"{torch_script_model_path!r} were given; give one: state_dict_path with "
             "model_class, or torch_script_model_path"
         )
     if torch_script_model_path and model_class is not None:
-        raise ValueError(
+        raise HandlerArgumentError(
             f"model_class {model_class.__name__} was given with torch_script_model_path "
             f"{torch_script_model_path!r}; a TorchScript model carries its own code, so drop "
             "model_class, or give state_dict_path instead of torch_script_model_path"
         )
     if state_dict_path and model_class is None:
-        raise ValueError(
+        raise HandlerArgumentError(
             f"state_dict_path {state_dict_path!r} needs model_class, the torch.nn.Module "
             "class whose parameters it holds (and model_params, its constructor arguments)"
         )
     path = state_dict_path or torch_script_model_path
     if not path:
-        raise ValueError(
+        raise HandlerArgumentError(
             "no model was given: pass state_dict_path with model_class for a saved state "
             "dict, or torch_script_model_path for a TorchScript file"
         )
@@ -259,7 +264,8 @@ class PytorchModelHandlerTensor(_PytorchHandler):
         model_class: The `torch.nn.Module` class the state dict belongs to.
         model_params: Keyword arguments for `model_class`.
         device: 'CPU' or 'GPU' (any case); 'GPU' falls back to the CPU, with a warning,
-            where no GPU can take the model.
+            where no GPU can take the model; any other value means the CPU, with a
+            warning, as in Beam.
         inference_fn: `fn(batch, model, device, inference_args, model_id)` returning
             PredictionResults; by default the batch is stacked and passed to the model. The
             handler passes model_id=None: RunInference names the model on each result.
@@ -272,8 +278,9 @@ class PytorchModelHandlerTensor(_PytorchHandler):
             `base.HandlerOptions`).
 
     Raises:
-        ValueError: unless exactly one of `state_dict_path` (with `model_class`) and
-            `torch_script_model_path` is given, or for a device other than 'CPU' or 'GPU'.
+        HandlerArgumentError: (a ValueError and, as in Beam, a RuntimeError) unless
+            exactly one of `state_dict_path` (with `model_class`) and
+            `torch_script_model_path` is given.
         TypeError: for an unknown keyword argument.
     """
 
