@@ -35,6 +35,13 @@ def prism(tmp_path_factory):
         yield running
 
 
+@pytest.fixture(scope="module")
+def flink(tmp_path_factory):
+    require("java", "flink")
+    with xlang_runtime.start_flink(tmp_path_factory.mktemp("flink")) as running:
+        yield running
+
+
 class Run:
     """The Java program, its folders and outputs, and the files the test wrote."""
 
@@ -120,9 +127,21 @@ def _example(text: str) -> tuple:
     return tuple(float(value) for value in text.strip("[]").split(","))
 
 
-def test_updates_sent_from_java_swap_the_model_and_bad_ones_are_dead_letters(
+def test_on_prism_updates_sent_from_java_swap_the_model_and_bad_ones_are_dead_letters(
     prism, service, models, tmp_path
 ):
+    updates_from_java("prism", prism.address, service, models, tmp_path)
+
+
+def test_on_flink_updates_sent_from_java_swap_the_model_and_bad_ones_are_dead_letters(
+    flink, process_service, models, tmp_path
+):
+    updates_from_java("flink", flink.address, process_service, models, tmp_path)
+
+
+def updates_from_java(kind: str, endpoint: str, service, models, tmp_path: Path) -> None:
+    """Runs ClassifyWithUpdates on `kind`; sends bad updates, then a good one, from the Java
+    side while row files stream in; checks every row, prediction and dead letter."""
     run = Run(tmp_path)
     x = models["x"]
     v1, v2 = str(models["v1"]), str(models["v2"])
@@ -138,7 +157,7 @@ def test_updates_sent_from_java_swap_the_model_and_bad_ones_are_dead_letters(
         f"--model={v1}", "--canaries=0.5,0.5,0.5,0.5;-1,0,2,0",
         f"--predictions={run.predictions}", f"--deadLetters={run.dead}",
         f"--expansionService={service.address}", f"--idleSeconds={IDLE_SECONDS}",
-        *xlang_runtime.runner_args("prism", prism.address),
+        *xlang_runtime.runner_args(kind, endpoint),
     )
     with open(run.log, "wb") as out:
         run.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
