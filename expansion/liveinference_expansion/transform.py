@@ -238,7 +238,7 @@ class ConfiguredRunInference(beam.PTransform):
         transform, failed_updates = self._run_inference, None
         if messages is not None:
             updates, failed_updates = messages | "ModelUpdates" >> ReadModelUpdates(
-                self._exception_handling
+                self._exception_handling, self._handler.get_model_id()
             )
             transform = self._build(updates)
         if not self._exception_handling:

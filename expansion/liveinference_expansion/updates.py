@@ -83,8 +83,9 @@ def _describe(element: Any) -> str:
 class _ToModelMetadata(beam.DoFn):
     """Turns each update message into ModelMetadata; a malformed one into a FailureRecord."""
 
-    def __init__(self, catch: bool) -> None:
+    def __init__(self, catch: bool, model_id: str) -> None:
         self._catch = catch
+        self._model_id = model_id
 
     def process(self, element: Any) -> Iterator[Any]:
         try:
@@ -98,9 +99,10 @@ class _ToModelMetadata(beam.DoFn):
         except Exception as error:  # pylint: disable=broad-except
             if not self._catch:
                 raise
-            yield beam.pvalue.TaggedOutput(
-                _FAILED, FailureRecord.of(_describe(element), MODEL_UPDATE_STAGE, error)
+            record = FailureRecord.of(
+                _describe(element), MODEL_UPDATE_STAGE, error, self._model_id
             )
+            yield beam.pvalue.TaggedOutput(_FAILED, record)
             return
         yield metadata
 
@@ -113,16 +115,18 @@ class ReadModelUpdates(beam.PTransform):
 
     Args:
         exception_handling: Dead-letter malformed messages instead of failing the pipeline.
+        model_id: The id of the configured model, which the dead letters name.
     """
 
-    def __init__(self, exception_handling: bool) -> None:
+    def __init__(self, exception_handling: bool, model_id: str) -> None:
         super().__init__()
         self._catch = exception_handling
+        self._model_id = model_id
 
     def expand(
         self, messages: beam.PCollection
     ) -> Tuple[beam.PCollection, Optional[beam.PCollection]]:
-        parse = beam.ParDo(_ToModelMetadata(self._catch))
+        parse = beam.ParDo(_ToModelMetadata(self._catch, self._model_id))
         if not self._catch:
             return messages | "ToModelMetadata" >> parse, None
         outputs = messages | "ToModelMetadata" >> parse.with_outputs(_FAILED, main="main")

@@ -3,12 +3,18 @@
 Every prediction and every dead letter it emits names the model that served its batch
 (`ServingModel.stamp` and `ServingModel.id_for`); a dead letter of a model that failed to
 load names that model.
+
+Every input ends up in the output or in a dead-letter output: when a handler returns fewer
+predictions than examples, the examples left without one are dead-lettered (stage
+"inference", a PredictionCountError) with exception handling on; without it they are
+dropped as in Beam, with a warning once per step, as are surplus predictions.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 import apache_beam as beam
 from apache_beam.pvalue import TaggedOutput
@@ -16,6 +22,7 @@ from apache_beam.transforms.window import GlobalWindows
 
 from liveinference.contract import ModelHandler
 from liveinference.deadletter import ExceptionTypes, FailureRecord, isolate_failures
+from liveinference.errors import PredictionCountError
 from liveinference.metrics import InferenceMetrics
 from liveinference.refresh.config import RefreshConfig
 from liveinference.refresh.refresher import start_refresher
@@ -27,6 +34,8 @@ __all__ = ["FAILED", "FAILED_MODEL_LOADS", "InferenceDoFn", "crash_model_id"]
 
 FAILED = "failed"
 FAILED_MODEL_LOADS = "failed_model_loads"
+
+_LOG = logging.getLogger(__name__)
 
 
 def crash_model_id(handler: ModelHandler, refresh: RefreshConfig) -> str:
@@ -79,6 +88,7 @@ class InferenceDoFn(beam.DoFn):
         self._slot: Optional[ModelSlot] = None
         self._metrics: Dict[str, InferenceMetrics] = {}
         self._report_metrics = True
+        self._warned_counts: Set[bool] = set()
 
     def setup(self) -> None:
         self._report_metrics = not self._handler.override_metrics(self._namespace)
@@ -101,8 +111,14 @@ class InferenceDoFn(beam.DoFn):
         return metrics
 
     def _run(
-        self, serving: ServingModel, batch: Sequence[Any], inference_args: Any
+        self,
+        serving: ServingModel,
+        batch: Sequence[Any],
+        inference_args: Any,
+        unmatched: List[Tuple[Any, BaseException]],
     ) -> List[Any]:
+        """Runs the batch; adds the examples the handler left without a prediction, as dead
+        letters, to `unmatched`."""
         handler, model = serving.handler, serving.model
         if isinstance(model, ModelCopies):
             model = model.pick()
@@ -111,7 +127,38 @@ class InferenceDoFn(beam.DoFn):
             return list(handler.run_inference(batch, model, inference_args))
 
         results = call_with_timeout(call, self._timeout, f"inference on {len(batch)} examples")
+        if len(results) != len(batch):
+            unmatched.extend(self._unmatched(serving, batch, len(results)))
         return serving.stamp(results)
+
+    def _unmatched(
+        self, serving: ServingModel, batch: Sequence[Any], count: int
+    ) -> List[Tuple[Any, BaseException]]:
+        """Pairs as Beam does (in order, as far as both go): returns the examples past the
+        last prediction with their error if they are dead-lettered; else warns, once per
+        step and direction."""
+        counts = (
+            f"the inference function of model {serving.model_id!r} returned {count} "
+            f"predictions for {len(batch)} examples"
+        )
+        fewer = count < len(batch)
+        if fewer and self._catch is not None:
+            error = PredictionCountError(
+                f"{counts}; this example came after the last prediction; make the inference "
+                "function return one prediction per example, in order"
+            )
+            return [(element, error) for element in batch[count:]]
+        if fewer not in self._warned_counts:
+            self._warned_counts.add(fewer)
+            _LOG.warning(
+                "%s; %s, as Beam does (logged once per step; with_exception_handling() "
+                "dead-letters examples left without a prediction)",
+                counts,
+                "the examples past the last prediction are dropped"
+                if fewer
+                else "every result the handler returned is emitted",
+            )
+        return []
 
     def _catches(self, error: BaseException) -> bool:
         return self._catch is not None and isinstance(error, self._catch)
@@ -155,8 +202,9 @@ class InferenceDoFn(beam.DoFn):
         metrics = self._metrics_for(serving.model_name)
         started = time.perf_counter_ns()
         failures: List[Tuple[Any, BaseException]] = []
+        unmatched: List[Tuple[Any, BaseException]] = []
         try:
-            results = self._run(serving, batch, inference_args)
+            results = self._run(serving, batch, inference_args, unmatched)
         except Exception as error:
             if metrics:
                 metrics.failed_batches.inc()
@@ -170,7 +218,7 @@ class InferenceDoFn(beam.DoFn):
                 results, failures = [], [(element, error) for element in batch]
             else:
                 results, failures = isolate_failures(
-                    lambda part: self._run(serving, part, inference_args),
+                    lambda part: self._run(serving, part, inference_args, unmatched),
                     batch,
                     error,
                     self._catch,  # type: ignore[arg-type]
@@ -182,7 +230,7 @@ class InferenceDoFn(beam.DoFn):
                 (time.perf_counter_ns() - started) // 1000,
             )
         yield from results
-        for element, failure in failures:
+        for element, failure in [*failures, *unmatched]:
             yield TaggedOutput(
                 FAILED,
                 FailureRecord.of(

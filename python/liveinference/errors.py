@@ -1,6 +1,6 @@
 """Exception types RunInference and the framework handlers raise."""
 
-__all__ = ["InvalidExampleError", "ModelLoadError", "UnknownKeyError"]
+__all__ = ["InvalidExampleError", "ModelLoadError", "PredictionCountError", "UnknownKeyError"]
 
 
 class ModelLoadError(RuntimeError):
@@ -16,3 +16,9 @@ class UnknownKeyError(KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class PredictionCountError(ValueError):
+    """An inference function returned fewer predictions than examples: the message names
+    both counts and the model. Dead letters of the examples left without a prediction
+    carry it."""

@@ -109,6 +109,16 @@ def test_the_refresh_thread_survives_unexpected_errors_and_serves_a_later_good_m
     assert load.model_id == bad and "native loader crashed" in load.message
 
 
+def test_a_poll_failure_before_any_model_serves_names_the_first_model(model_dir):
+    first = str(model_dir / "v1.pkl")
+    handler = SklearnModelHandlerNumpy(first)
+    slot = ModelSlot(handler, handler.load_model)  # not loaded: nothing serves yet
+    source = _FailingSource(Version(ModelMetadata(first, "v1"), ("v1",)), failures=1)
+    Refresher(slot, handler, [source], interval=0.05).poll_once()
+    [record] = [event for event in slot.take_events() if isinstance(event, FailureRecord)]
+    assert (record.stage, record.model_id) == ("poll", first)
+
+
 def test_the_service_builder_refuses_non_finite_intervals():
     transform = pytest.importorskip(
         "liveinference_expansion.transform", reason="the expansion package is not installed"

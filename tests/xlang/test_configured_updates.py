@@ -38,6 +38,7 @@ def test_malformed_updates_are_dead_letters_and_rows_are_still_predicted(run_pip
     assert set(dead) == {'{"model_name": "no path"}', "{not json", "   ",
                          "{'model_name': 'row, no path'}"}
     assert {row.stage for row in dead.values()} == {"model_update"}
+    assert all(row.error.endswith(f"(model {models['v1']})") for row in dead.values())
     assert "has no 'model_path' string" in dead['{"model_name": "no path"}'].error
     assert "is not valid JSON" in dead["{not json"].error
     assert "names no model" in dead["   "].error

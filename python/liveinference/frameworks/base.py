@@ -190,7 +190,7 @@ class FrameworkHandler(ModelHandler):
     def run_inference(
         self, batch: Sequence[Any], model: Any, inference_args: Optional[Dict[str, Any]] = None
     ) -> Iterable[PredictionResult]:
-        """Runs the inference function on a batch; one PredictionResult per example.
+        """Runs the inference function on a batch; one PredictionResult per prediction.
 
         Args:
             batch: The examples.
@@ -198,8 +198,12 @@ class FrameworkHandler(ModelHandler):
             inference_args: Extra arguments for the model call; they are not batched.
 
         Returns:
-            One PredictionResult per example, in order; its model_id is None, and
-            RunInference names the model that served the batch.
+            The examples paired with the inference function's predictions in order, as far
+            as both go, as in Beam; model_id is None, and RunInference names the model that
+            served the batch. A custom inference function that returns fewer predictions
+            than examples leaves the last examples without one: RunInference dead-letters
+            them (stage "inference") with exception handling on, else drops them with a
+            warning. Surplus predictions are dropped.
 
         Raises:
             InvalidExampleError: naming the model, if the examples do not fit it.

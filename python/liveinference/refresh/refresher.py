@@ -134,9 +134,8 @@ class Refresher:
         slot = self._slot()
         if slot is not None:
             current = slot.current()
-            slot.record(
-                FailureRecord.of(repr(source), "poll", error, current.model_id if current else None)
-            )
+            model_id = current.model_id if current else slot.first_model_id
+            slot.record(FailureRecord.of(repr(source), "poll", error, model_id))
 
     def _load(self, version: Version) -> None:
         slot = self._slot()
