@@ -1,7 +1,9 @@
 """The refresh loop of one worker process: poll sources, load, validate, swap; never fatal.
 
 One thread per served model and process. It holds the slot weakly and ends once the slot
-is gone (the pipeline's DoFns released it) or the stop time has passed.
+is gone, once no DoFn has served from it for one interval (the pipeline ended: Beam's
+`Shared` may keep the last slot alive in a long-lived process), or once the stop time has
+passed.
 """
 
 from __future__ import annotations
@@ -106,8 +108,9 @@ class Refresher:
         self._poll_errors: Dict[int, str] = {}
 
     def start(self) -> None:
-        """Starts polling on a daemon thread."""
-        threading.Thread(target=self._run, name="liveinference-refresh", daemon=True).start()
+        """Starts polling on a daemon thread, named after the handler's first model."""
+        name = f"liveinference-refresh {self._handler.get_model_id()}"
+        threading.Thread(target=self._run, name=name, daemon=True).start()
 
     def poll_once(self) -> None:
         """Polls every source once and loads what the policy picks; on the caller's thread."""
@@ -168,8 +171,25 @@ class Refresher:
         slot.record(report)
         _LOG.info("now serving %s (loaded in %d ms)", version.model_id, report.latency_ms)
 
+    def _retired(self, idle_before: bool) -> Optional[bool]:
+        """Whether the slot is idle now (no DoFn serves from it); None if this refresher
+        should end: the slot is gone, or DoFns served from it and none has for an interval."""
+        slot = self._slot()
+        if slot is None:
+            return None
+        if slot.users:
+            return False
+        if idle_before and slot.retire_refresher(self):
+            _LOG.info("no step serves %s any more; its refresher ends", slot.first_model_id)
+            return None
+        return True
+
     def _run(self) -> None:
-        while self._slot() is not None:
+        idle: Optional[bool] = False
+        while True:
+            idle = self._retired(bool(idle))
+            if idle is None:
+                return
             if self._stop_timestamp is not None and time.time() >= self._stop_timestamp:
                 return
             try:

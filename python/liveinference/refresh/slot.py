@@ -163,6 +163,8 @@ class ModelSlot:
         self._lock = threading.Lock()
         self._events: List[SlotEvent] = []
         self._refresher: Any = None
+        self._users = 0
+        self._ever_used = False
 
     @property
     def first_model_id(self) -> str:
@@ -226,8 +228,37 @@ class ModelSlot:
         with self._lock:
             if self._refresher is not None:
                 return
-            self._refresher = make()
-        self._refresher.start()
+            refresher = self._refresher = make()
+        refresher.start()
+
+    @property
+    def users(self) -> int:
+        """How many DoFns serve from this slot now (set up and not torn down)."""
+        return self._users
+
+    def attach(self) -> None:
+        """Counts one more DoFn serving from this slot (from its setup()); any thread."""
+        with self._lock:
+            self._users += 1
+            self._ever_used = True
+
+    def detach(self) -> None:
+        """Counts one DoFn less (from its teardown()); any thread."""
+        with self._lock:
+            self._users = max(0, self._users - 1)
+
+    def retire_refresher(self, refresher: Any) -> bool:
+        """Forgets `refresher` if DoFns served from this slot and none does now; returns
+        whether it did.
+
+        A refresher that was retired ends; a DoFn set up later starts a new one.
+        """
+        with self._lock:
+            if self._users or not self._ever_used:
+                return False
+            if self._refresher is refresher:
+                self._refresher = None
+            return True
 
     def record(self, event: SlotEvent) -> None:
         """Queues a load report or a failed load for the processing thread; any thread."""
