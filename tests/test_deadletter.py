@@ -10,6 +10,7 @@ import pytest
 
 from liveinference import FailureRecord, InvalidExampleError, ModelLoadError, RunInference
 from liveinference.deadletter import isolate_failures
+from liveinference.errors import mark_whole_batch_failure
 from liveinference.dofn import crash_model_id
 from liveinference.refresh.config import RefreshConfig
 from liveinference.frameworks.sklearn import SklearnModelHandlerNumpy
@@ -148,6 +149,24 @@ def test_isolation_finds_the_bad_row_in_logarithmic_calls():
     assert results == [value * 2 for value in batch if value != bad]
     assert [element for element, _ in failures] == [bad]
     assert len(calls) <= 2 * math.log2(len(batch))
+
+
+def test_whole_batch_failures_are_not_split():
+    calls = []
+    down = mark_whole_batch_failure(ConnectionError("server down"))
+
+    def run(part):
+        calls.append(list(part))
+        if 3 in part:
+            raise mark_whole_batch_failure(ConnectionError("server down"))
+        raise ValueError("bad row")
+
+    results, failures = isolate_failures(run, list(range(8)), down, Exception)
+    assert (results, [element for element, _ in failures], calls) == ([], list(range(8)), [])
+    results, failures = isolate_failures(run, list(range(8)), ValueError("bad row"), Exception)
+    assert [element for element, _ in failures] == list(range(8))
+    assert [len(call) for call in calls] == [4, 4, 2, 1, 1, 2, 1, 1]
+    assert all(isinstance(error, ConnectionError) for _, error in failures[:4])
 
 
 def test_isolation_lets_uncaught_exception_types_through():

@@ -9,6 +9,8 @@ from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple, T
 
 import apache_beam as beam
 
+from liveinference.errors import is_whole_batch_failure
+
 __all__ = ["ErrorInfo", "FailureRecord", "FailureThreshold", "RunInferenceDLQ", "isolate_failures"]
 
 ExceptionTypes = Union[Type[BaseException], Tuple[Type[BaseException], ...]]
@@ -182,6 +184,9 @@ def isolate_failures(
 
     Each half is run again; a half that fails is split further until the failing elements
     stand alone, so one bad row costs about 2*log2(len(batch)) extra calls, not the batch.
+    An error marked by `errors.mark_whole_batch_failure` (a model server that stays down)
+    is about no element: every element of the batch, or half, that raised it fails with it,
+    unsplit.
 
     Args:
         run: Runs a sub-batch and returns one result per element, in order.
@@ -192,7 +197,7 @@ def isolate_failures(
     Returns:
         The results of the good elements in input order, and (element, error) of the bad.
     """
-    if len(batch) <= 1:
+    if len(batch) <= 1 or is_whole_batch_failure(error):
         return [], [(element, error) for element in batch]
     middle = len(batch) // 2
     results: List[Any] = []

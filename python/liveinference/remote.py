@@ -9,7 +9,11 @@ base does the rest as Beam does:
   the algorithm of Google's SRE book): when many recent calls failed, calls wait
   `throttle_delay_secs` at a time before they go out, so a struggling server sees less load;
 - a call that raises is retried with exponential backoff, up to `num_retries` more times,
-  while `retry_filter(error)` says so; then the last error is raised;
+  while `retry_filter(error)` says so; then the last error is raised. An error the filter
+  accepted until the retries ran out is the server's, not the examples': it is marked
+  (`errors.mark_whole_batch_failure`), so RunInference dead-letters the whole batch
+  instead of splitting it to look for bad examples, which would call the failing server
+  again for every part;
 - an optional `rate_limiter` (anything with Beam's `allow(hits_added=n)`) is asked first.
 
 Metrics, in the handler's `namespace`: Beam's `cumulativeThrottlingSeconds` (whole seconds
@@ -30,6 +34,7 @@ from apache_beam.io.components.adaptive_throttler import AdaptiveThrottler
 from apache_beam.metrics import Metrics
 
 from liveinference.contract import ExampleT, ModelHandler, ModelT, PredictionT
+from liveinference.errors import mark_whole_batch_failure
 
 __all__ = ["RateLimitExceeded", "RemoteModelHandler", "retry_always"]
 
@@ -130,7 +135,10 @@ class RemoteModelHandler(ModelHandler[ExampleT, PredictionT, ModelT], abc.ABC):
         num_retries: How many times a failed call is retried before its error is raised.
         throttle_delay_secs: How long a throttled call waits before it asks again.
         retry_filter: `fn(error) -> bool`; a call is retried only when it returns True.
-            The default retries every error, as Beam's does.
+            The default retries every error, as Beam's does. An error it accepts is taken
+            for the server's: once the retries run out, the whole batch fails with it. Let
+            it refuse errors caused by particular examples (an HTTP 400), so that
+            RunInference can find those examples and predict the rest.
         window_ms: How far back, in ms, throttling looks at requests and successes.
         bucket_ms: The granularity, in ms, of that history.
         overload_ratio: The ratio of requests to successes above which calls are
@@ -250,7 +258,8 @@ class RemoteModelHandler(ModelHandler[ExampleT, PredictionT, ModelT], abc.ABC):
 
         Raises:
             Exception: the error of the last try, when `retry_filter` refuses it or the
-                retries are used up; a note on it says how many tries were made.
+                retries are used up; a note on it says how many tries were made. In the
+                second case it is marked as a failure of the whole batch.
         """
         delay, attempt = self._initial_backoff_secs, 0
         while True:
@@ -263,9 +272,11 @@ class RemoteModelHandler(ModelHandler[ExampleT, PredictionT, ModelT], abc.ABC):
                     raise
                 if attempt > self.num_retries:
                     error.add_note(
-                        f"gave up after {attempt} tries (num_retries={self.num_retries})"
+                        f"gave up after {attempt} tries (num_retries={self.num_retries}); "
+                        f"the whole batch of {len(batch)} examples failed with it"
                     )
                     self.logger.error("request failed %d times, giving up: %s", attempt, error)
+                    mark_whole_batch_failure(error)
                     raise
                 wait = min(delay, self._max_backoff_secs) * random.uniform(0.5, 1.0)
                 self.logger.warning(

@@ -14,6 +14,7 @@ from typing import Any, List
 import pytest
 
 import liveinference
+from liveinference.errors import is_whole_batch_failure
 from liveinference.remote import RateLimitExceeded, RemoteModelHandler
 from liveinference.vertex_ai_inference import VertexAIModelHandlerJSON
 
@@ -112,7 +113,10 @@ def test_rate_limiter_that_keeps_refusing_sends_nothing():
     handler = DoublingHandler(num_retries=2, rate_limiter=RefuseFirst(10))
     with pytest.raises(RateLimitExceeded, match="refused a batch of 2 examples") as raised:
         handler.run_inference([1, 2], "c")
-    assert raised.value.__notes__ == ["gave up after 3 tries (num_retries=2)"]
+    assert raised.value.__notes__ == [
+        "gave up after 3 tries (num_retries=2); the whole batch of 2 examples failed with it"
+    ]
+    assert is_whole_batch_failure(raised.value)
     assert handler.calls == 0
 
 
@@ -122,6 +126,7 @@ def test_errors_the_retry_filter_refuses_are_raised_at_once():
     with pytest.raises(RateLimitExceeded) as raised:
         handler.run_inference([1], "c")
     assert raised.value.__notes__ == ["not retried: retry_filter refused RateLimitExceeded"]
+    assert not is_whole_batch_failure(raised.value)
     assert len(limiter.hits) == 1
 
 

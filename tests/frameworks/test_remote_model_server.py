@@ -4,32 +4,21 @@ trained here: TF Serving's and Vertex AI's predict routes, also slow, down and f
 from __future__ import annotations
 
 import collections
-import json
-import logging
 import pickle
-import re
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Deque, Dict, List, Optional, Tuple
+from typing import Any, Dict, List
 
 import apache_beam as beam
 import numpy
 import pytest
 
 from liveinference import FailureRecord, InvalidExampleError, RunInference
+from liveinference.errors import is_whole_batch_failure
 from liveinference.frameworks.model_server import ModelServerError, TFServingModelHandler
 from liveinference.testing import query_metrics
 from liveinference.vertex_ai_inference import VertexAIModelHandlerJSON
+from local_model_server import ModelServer
 
-_LOG = logging.getLogger(__name__)
-
-_ROUTES = (
-    re.compile(r"^/v1/models/(?P<model>[^/:]+)(/versions/\d+|/labels/[^/:]+)?:predict$"),
-    re.compile(r"^/v1/projects/[^/]+/locations/[^/]+/endpoints/(?P<endpoint>[^/:]+):predict$"),
-    re.compile(r"^/v1/projects/[^/]+/locations/[^/]+/endpoints/(?P<invoke>[^/:]+)/invoke/.+$"),
-)
-DEPLOYED_MODEL_ID = "4242"
 # Short backoff; throttling that looks back 50 ms and waits 60 ms, so one wait empties its
 # window and a throttled call goes out after one wait.
 FAST = {
@@ -39,87 +28,6 @@ FAST = {
     "window_ms": 50,
     "bucket_ms": 10,
 }
-
-
-class ModelServer:
-    """A threaded HTTP server answering TF Serving's and Vertex AI's predict APIs.
-
-    `script` holds what the next requests get instead of predictions: "fail" (HTTP 503),
-    "stall" (no answer until the server closes) or "short" (one prediction too few);
-    `fail_all` answers 503 to everything.
-    `requests` records (path, body) of every request.
-    """
-
-    def __init__(self, model: Any, model_name: str = "clf", token: Optional[str] = None) -> None:
-        self.model, self.model_name, self.token = model, model_name, token
-        self.script: Deque[str] = collections.deque()
-        self.fail_all = False
-        self.requests: List[Tuple[str, Dict[str, Any]]] = []
-        self.closing = threading.Event()
-        self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._request_handler())
-        self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
-
-    def close(self) -> None:
-        self.closing.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()
-
-    def answer(self, path: str, headers: Any, body: Dict[str, Any]) -> Tuple[int, Any]:
-        with self._lock:
-            self.requests.append((path, body))
-            action = self.script.popleft() if self.script else ("fail" if self.fail_all else "")
-        if action == "stall":
-            self.closing.wait()
-            return 503, {"error": "closing"}
-        if action == "fail":
-            return 503, {"error": "overloaded"}
-        if self.token and headers.get("Authorization") != f"Bearer {self.token}":
-            return 401, {"error": "missing or wrong bearer token"}
-        match = next((m for m in (r.match(path) for r in _ROUTES) if m), None)
-        if match is None or match.groupdict().get("model", self.model_name) != self.model_name:
-            return 404, {"error": f"Servable not found for request: {path}"}
-        try:
-            predictions = self.model.predict(numpy.asarray(body["instances"], dtype=float))
-        except (KeyError, ValueError) as error:
-            return 400, {"error": str(error)}
-        if action == "short":
-            predictions = predictions[:-1]
-        if "invoke" in match.groupdict():
-            return 200, predictions.tolist()
-        answer: Dict[str, Any] = {"predictions": predictions.tolist()}
-        if "endpoint" in match.groupdict():
-            answer["deployedModelId"] = DEPLOYED_MODEL_ID
-        return 200, answer
-
-    def _request_handler(self) -> type:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                length = int(self.headers.get("Content-Length", 0))
-                status, answer = server.answer(
-                    self.path, self.headers, json.loads(self.rfile.read(length))
-                )
-                data = json.dumps(answer).encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except OSError:
-                    _LOG.info("client left before the answer to %s", self.path)
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                _LOG.debug(format, *args)
-
-        return Handler
 
 
 @pytest.fixture
@@ -196,6 +104,7 @@ def test_client_errors_are_not_retried(server, dataset):
     with pytest.raises(ModelServerError, match="HTTP 400") as raised:
         handler.run_inference([[1.0, 2.0]], handler.load_model())
     assert raised.value.status == 400
+    assert not is_whole_batch_failure(raised.value)
     assert len(server.requests) == 1
 
 
@@ -235,25 +144,64 @@ def test_down_server_is_retried_then_raises_naming_it(dataset):
         handler.run_inference(_rows(dataset, 2), handler.load_model())
     assert len(tries) == 4
     assert raised.value.status is None
-    assert raised.value.__notes__ == ["gave up after 4 tries (num_retries=3)"]
+    assert raised.value.__notes__ == [
+        "gave up after 4 tries (num_retries=3); the whole batch of 2 examples failed with it"
+    ]
+    assert is_whole_batch_failure(raised.value)
 
 
-def test_down_server_dead_letters_every_element(run_pipeline, dataset):
-    rows = _rows(dataset, 6)
-    url = f"http://127.0.0.1:{_free_port()}"
-    handler = TFServingModelHandler("clf", url, num_retries=1, max_batch_size=3, **FAST)
+def _dead_letter_run(handler: Any, rows: List[Any]) -> Any:
+    """Builds a pipeline function: RunInference with dead letters, metrics in "remote"."""
 
     def build(p: beam.Pipeline) -> Dict[str, Any]:
-        results, dlq = p | beam.Create(rows) | RunInference(handler).with_exception_handling()
+        inference = RunInference(handler, metrics_namespace="remote")
+        results, dlq = p | beam.Create(rows) | inference.with_exception_handling()
         return {"out": results, "dead": dlq.failed_inferences}
 
-    outputs = run_pipeline(build)
+    return build
+
+
+def test_down_server_dead_letters_every_element_without_splitting(run_pipeline, dataset,
+                                                                  caplog):
+    rows = _rows(dataset, 64)
+    url = f"http://127.0.0.1:{_free_port()}"
+    handler = TFServingModelHandler(
+        "clf", url, num_retries=2, min_batch_size=64, max_batch_size=64, **FAST
+    )
+    outputs = run_pipeline(_dead_letter_run(handler, rows))
     assert outputs["out"] == []
     dead: List[FailureRecord] = outputs["dead"]
     assert sorted(record.element for record in dead) == sorted(rows)
     assert {record.stage for record in dead} == {"inference"}
     assert all(f"no answer from model server {url}" in record.message for record in dead)
+    assert all("gave up after 3 tries (num_retries=2)" in record.message for record in dead)
     assert {record.model_id for record in dead} == {f"{url}/v1/models/clf"}
+    # Nothing answers, so the handler's log counts the tries: a warning per retry, an error
+    # when it gives up (once per batch).
+    tries = collections.Counter(
+        record.levelname for record in caplog.records
+        if record.name == "TFServingModelHandler" and record.levelname in ("WARNING", "ERROR")
+    )
+    counters, _ = query_metrics(run_pipeline.result, "remote")
+    assert tries == {"WARNING": 2 * counters["failed_batches_counter"],
+                     "ERROR": counters["failed_batches_counter"]}
+
+
+def test_unavailable_server_gets_each_batch_its_tries_only(run_pipeline, server, dataset):
+    server.fail_all = True
+    rows = _rows(dataset, 64)
+    handler = TFServingModelHandler(
+        "clf", server.url, num_retries=2, min_batch_size=64, max_batch_size=64, **FAST
+    )
+    outputs = run_pipeline(_dead_letter_run(handler, rows))
+    sent = collections.Counter(tuple(map(tuple, body["instances"])) for _, body in server.requests)
+    assert set(sent.values()) == {3}
+    assert sorted(row for batch in sent for row in batch) == sorted(map(tuple, rows))
+    assert sorted(record.element for record in outputs["dead"]) == sorted(rows)
+    assert all(
+        "HTTP 503" in record.message and "gave up after 3 tries" in record.message
+        for record in outputs["dead"]
+    )
 
 
 def test_refused_rows_are_dead_lettered_and_the_rest_predicted(run_pipeline, server, dataset):
@@ -273,17 +221,14 @@ def test_refused_rows_are_dead_lettered_and_the_rest_predicted(run_pipeline, ser
 
 
 def test_persistent_failures_throttle_requests(run_pipeline, server, dataset):
+    # Each batch is tried 3 times; its second and third tries are throttled with a chance of
+    # 1/2 and 2/3 (no success in the window), so 8 batches or more all pass with < 1e-6.
     server.fail_all = True
-    rows = _rows(dataset, 8)
+    rows = _rows(dataset, 32)
     handler = TFServingModelHandler(
         "clf", server.url, num_retries=2, max_batch_size=4, **FAST
     )
-
-    def build(p: beam.Pipeline) -> Dict[str, Any]:
-        results, dlq = p | beam.Create(rows) | RunInference(handler).with_exception_handling()
-        return {"out": results, "dead": dlq.failed_inferences}
-
-    outputs = run_pipeline(build)
+    outputs = run_pipeline(_dead_letter_run(handler, rows))
     assert len(outputs["out"]) + len(outputs["dead"]) == len(rows)
     assert all("HTTP 503" in record.message for record in outputs["dead"])
     counters, _ = query_metrics(run_pipeline.result, "TFServingModelHandler")
