@@ -10,7 +10,9 @@ from __future__ import annotations
 import inspect
 from typing import Any, List, Sequence, Tuple
 
-BATCHING_2_77 = ("max_batch_weight", "element_size_fn", "batch_length_fn", "batch_bucket_boundaries")
+BATCHING_2_77 = (
+    "max_batch_weight", "element_size_fn", "batch_length_fn", "batch_bucket_boundaries"
+)
 
 
 def names_as_of_2_77(names: Sequence[str]) -> List[str]:

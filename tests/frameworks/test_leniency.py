@@ -222,7 +222,8 @@ def _beams_tf_handler(path, model_type, **arguments):
         "apache_beam.ml.inference.tensorflow_inference",
         reason="Beam's tensorflow_inference imports tensorflow_hub, which is not installed",
     )
-    return beam_tf.TFModelHandlerNumpy(path, getattr(beam_tf.ModelType, model_type.name), **arguments)
+    beam_type = getattr(beam_tf.ModelType, model_type.name)
+    return beam_tf.TFModelHandlerNumpy(path, beam_type, **arguments)
 
 
 @pytest.mark.parametrize("beams", ["beams_loader", "beams_handler"])
@@ -231,7 +232,8 @@ def test_tensorflow_saved_model_ignores_create_model_fn_as_beam_does(keras_paths
     ours = _tf_answer(our_tf.TFModelHandlerNumpy(
         keras_paths["model"], our_tf.ModelType.SAVED_MODEL, **arguments))
     if beams == "beams_loader":
-        expected = float(tf.keras.models.load_model(keras_paths["model"])(numpy.zeros((1, 4)))[0, 0])
+        model = tf.keras.models.load_model(keras_paths["model"])
+        expected = float(model(numpy.zeros((1, 4)))[0, 0])
     else:
         expected = _tf_answer(_beams_tf_handler(
             keras_paths["model"], our_tf.ModelType.SAVED_MODEL, **arguments))

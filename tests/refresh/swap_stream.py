@@ -110,7 +110,11 @@ class _PacedRows(beam.DoFn):
 
 
 def paced_rows(
-    pipeline: Any, label: str, stop_flag: str, start_flag: Optional[str] = None, most: int = MOST_ROWS
+    pipeline: Any,
+    label: str,
+    stop_flag: str,
+    start_flag: Optional[str] = None,
+    most: int = MOST_ROWS,
 ) -> beam.PCollection:
     """Returns a stream of 0, 1, 2, ... (one per RATE seconds) that ends when `stop_flag`
     exists or after `most` rows; with `start_flag`, it begins once that file exists."""
