@@ -12,4 +12,8 @@ Modules, one job each:
     flink         start / stop / status, and the command line (`python -m cluster.flink start`)
     worker_boot   the PROCESS environment's boot: provision service, then sdk_worker_main
     observe       which worker made a record, and a sink the tests and benchmark read back
+    pipelines     the streaming refresh pipeline run on the cluster, and its options
+    models        constant scikit-learn models, and one that is slow to load
+    scenarios     refresh and fault scenarios driven by events (tests/cluster, the benchmark)
+    analysis      versions per worker, first swap times, rows lost and duplicated
 """
