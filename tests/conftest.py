@@ -8,7 +8,6 @@ import pickle
 import sys
 from typing import Any, Callable, Dict
 
-import numpy
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -23,15 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 if importlib.util.find_spec("triton") is not None:
     import triton  # noqa: F401
 
-FEATURES = 4
-
-
-def make_dataset(rows: int = 200, seed: int = 0) -> tuple:
-    """Returns (X, y): FEATURES float features and a class learnable from them."""
-    rng = numpy.random.default_rng(seed)
-    x = rng.normal(size=(rows, FEATURES))
-    y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(int)
-    return x, y
+from pipeline_helpers import FEATURES, make_dataset  # noqa: E402
 
 
 @pytest.fixture(scope="session")

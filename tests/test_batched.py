@@ -13,7 +13,7 @@ import pyarrow
 import pyarrow.parquet
 import pytest
 from apache_beam.io.parquetio import ReadFromParquetBatched, WriteToParquetBatched
-from conftest import FEATURES, make_dataset
+from pipeline_helpers import FEATURES, make_dataset
 
 from liveinference import RunInference
 from liveinference.batched import BatchRow

@@ -9,7 +9,7 @@ import apache_beam as beam
 import numpy
 import pyarrow
 import pytest
-from conftest import FEATURES, make_dataset
+from pipeline_helpers import FEATURES, make_dataset
 
 from liveinference import KeyedModelHandler, RunInference
 from liveinference.frameworks.sklearn import SklearnModelHandlerNumpy
