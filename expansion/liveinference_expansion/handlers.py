@@ -7,8 +7,11 @@ booleans, lists and dicts. Arguments that Python takes as callables (`create_mod
 `inference_fn`, a PyTorch `model_class`) are given as qualified names from allowed modules;
 an XGBoost or Hugging Face `model_class` may also name a class of that framework
 (`xgboost.XGBClassifier`, `transformers.AutoModelForSequenceClassification`); enums
-(`model_file_type`, `model_type`) are given by member name. `build_keyed_handler` builds a
-per-key `KeyedModelHandler` from plain mappings `{keys, handler, handler_args}`.
+(`model_file_type`, `model_type`) are given by member name. The model server handlers
+(`tfserving_json`, `vertex_ai_json`) also take RemoteModelHandler's retry and throttling
+arguments (`num_retries`, `retry_filter` by name, ...), all but `rate_limiter`.
+`build_keyed_handler` builds a per-key `KeyedModelHandler` from plain mappings
+`{keys, handler, handler_args}`.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import typing
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from liveinference import KeyedModelHandler, KeyModelMapping
+from liveinference.frameworks.model_server import REMOTE_ARGUMENTS, ModelServerHandler
+from liveinference.remote import RemoteModelHandler
 from liveinference_expansion.model_paths import check_model_path
 from liveinference_expansion.policy import Policy
 
@@ -47,7 +52,13 @@ HANDLERS: Dict[str, Tuple[str, str]] = {
     "huggingface_pipeline": (
         "liveinference.huggingface_inference", "HuggingFacePipelineModelHandler"
     ),
+    "tfserving_json": ("liveinference.frameworks.model_server", "TFServingModelHandler"),
+    "vertex_ai_json": ("liveinference.vertex_ai_inference", "VertexAIModelHandlerJSON"),
 }
+
+# RemoteModelHandler's arguments the model server handlers (the two above) take as **kwargs,
+# but `rate_limiter`: an object, which no plain value names.
+_REMOTE_ARGS = tuple(name for name in REMOTE_ARGUMENTS if name != "rate_limiter")
 
 # Handlers (by name prefix) whose `model_class` may name a class of their framework without
 # --allow-module: such a class is only built empty (XGBoost) or by from_pretrained.
@@ -85,16 +96,23 @@ def _handler_class(name: str) -> type:
 
 
 def _parameters(cls: type) -> Dict[str, inspect.Parameter]:
-    return {
+    found = {
         name: parameter
         for name, parameter in inspect.signature(cls).parameters.items()
         if parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
     }
+    if issubclass(cls, ModelServerHandler):
+        remote = inspect.signature(RemoteModelHandler.__init__).parameters
+        found.update({name: remote[name] for name in _REMOTE_ARGS if name not in found})
+    return found
 
 
 def _hints(cls: type) -> Dict[str, Any]:
     try:
-        return typing.get_type_hints(getattr(cls, "__init__"))
+        hints = typing.get_type_hints(getattr(cls, "__init__"))
+        if issubclass(cls, ModelServerHandler):
+            hints = {**typing.get_type_hints(RemoteModelHandler.__init__), **hints}
+        return hints
     except Exception:  # unresolvable annotations: check names only
         return {}
 

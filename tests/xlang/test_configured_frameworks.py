@@ -251,7 +251,7 @@ def test_every_handler_name_builds_a_liveinference_handler_class():
         "huggingface_keyed_tensor: "
         "liveinference.huggingface_inference.HuggingFaceModelHandlerKeyedTensor"
     )
-    assert len(describe_handlers()) == len(HANDLERS) == 14
+    assert len(describe_handlers()) == len(HANDLERS) == 16
 
 
 def test_unknown_handler_refusal_lists_every_name():

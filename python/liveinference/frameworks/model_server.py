@@ -11,6 +11,7 @@ not answer in time, or answers 429 or 5xx; a 4xx answer is not retried.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import urllib.error
@@ -23,6 +24,7 @@ from liveinference.frameworks.batches import to_prediction_results
 from liveinference.remote import RateLimitExceeded, RemoteModelHandler
 
 __all__ = [
+    "REMOTE_ARGUMENTS",
     "ModelServerError",
     "ModelServerHandler",
     "PredictClient",
@@ -36,11 +38,12 @@ _LOG = logging.getLogger(__name__)
 
 Headers = Union[Mapping[str, str], Callable[[], Mapping[str, str]], None]
 
-_REMOTE_ARGS = frozenset(
-    {
-        "num_retries", "throttle_delay_secs", "retry_filter", "window_ms", "bucket_ms",
-        "overload_ratio", "rate_limiter", "initial_backoff_secs", "max_backoff_secs",
-    }
+# RemoteModelHandler's arguments, which the model server handlers take as keyword
+# arguments: all but `namespace`, which each handler sets to its class name.
+REMOTE_ARGUMENTS = tuple(
+    name
+    for name in inspect.signature(RemoteModelHandler.__init__).parameters
+    if name not in ("self", "namespace")
 )
 _BATCH_ARGS = {
     "min_batch_size": "min_batch_size",
@@ -177,13 +180,13 @@ def split_kwargs(kwargs: Dict[str, Any]) -> tuple:
     Raises:
         TypeError: for a keyword argument no model server handler takes.
     """
-    unknown = sorted(set(kwargs) - _REMOTE_ARGS - {"env_vars"})
+    unknown = sorted(set(kwargs) - set(REMOTE_ARGUMENTS) - {"env_vars"})
     if unknown:
         raise TypeError(
             f"unknown keyword arguments {unknown}; model server handlers take "
-            f"{sorted(_REMOTE_ARGS | {'env_vars'})} besides their named parameters"
+            f"{sorted([*REMOTE_ARGUMENTS, 'env_vars'])} besides their named parameters"
         )
-    remote = {name: value for name, value in kwargs.items() if name in _REMOTE_ARGS}
+    remote = {name: value for name, value in kwargs.items() if name in REMOTE_ARGUMENTS}
     return remote, dict(kwargs.get("env_vars", {}))
 
 
@@ -205,6 +208,10 @@ class ModelServerHandler(RemoteModelHandler[Any, PredictionResult, PredictClient
         namespace: The metrics and log namespace.
         **remote: RemoteModelHandler's arguments; `retry_filter` defaults to
             `retry_on_server_errors`.
+
+    Raises:
+        ValueError: for a `timeout_secs` that is not positive.
+        TypeError: for `headers` that are neither a mapping nor a function.
     """
 
     def __init__(
@@ -224,6 +231,11 @@ class ModelServerHandler(RemoteModelHandler[Any, PredictionResult, PredictClient
         if not timeout_secs > 0:
             raise ValueError(
                 f"timeout_secs must be a positive number of seconds, got {timeout_secs}"
+            )
+        if headers is not None and not isinstance(headers, Mapping) and not callable(headers):
+            raise TypeError(
+                "headers must be a mapping of header names to values, or a function "
+                f"returning one per call, got {type(headers).__name__} {headers!r}"
             )
         self._url = url
         self._model_id = model_id
