@@ -11,7 +11,7 @@ import numpy
 import pytest
 
 from conftest import csv, load
-from framework_models import (
+from xlang_framework_models import (
     write_onnx_classifier,
     write_tiny_text_classifier,
     write_xgboost_classifier,

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import csv, load, require
 from examples import xlang_runtime
-from framework_models import write_onnx_classifier
+from xlang_framework_models import write_onnx_classifier
 
 pytestmark = pytest.mark.slow
 
