@@ -27,13 +27,16 @@ from liveinference.metrics import InferenceMetrics
 from liveinference.refresh.config import RefreshConfig
 from liveinference.refresh.refresher import start_refresher
 from liveinference.refresh.slot import LoadReport, ModelSlot, ServingModel
+from liveinference.rollout.serving import serve_rollout
+from liveinference.rollout.state import RolloutState
 from liveinference.sharing import ModelCopies, SlotAccess
 from liveinference.timeouts import call_with_timeout
 
-__all__ = ["FAILED", "FAILED_MODEL_LOADS", "InferenceDoFn", "crash_model_id"]
+__all__ = ["FAILED", "FAILED_MODEL_LOADS", "SHADOW", "InferenceDoFn", "crash_model_id"]
 
 FAILED = "failed"
 FAILED_MODEL_LOADS = "failed_model_loads"
+SHADOW = "shadow"
 
 _LOG = logging.getLogger(__name__)
 
@@ -94,6 +97,9 @@ class InferenceDoFn(beam.DoFn):
         self._report_metrics = not self._handler.override_metrics(self._namespace)
         self._metrics = {}
         self._slot = SlotAccess(self._handler, self._model_tag).acquire()
+        rollout = self._refresh.rollout
+        if rollout is not None:
+            self._slot.enable_rollout(lambda: RolloutState(rollout))
         if self._refresh.enabled:
             start_refresher(self._refresh, self._slot, self._handler)
         if self._catch is None:
@@ -199,6 +205,36 @@ class InferenceDoFn(beam.DoFn):
             return
         for record in self._slot_events():
             yield TaggedOutput(FAILED_MODEL_LOADS, record)
+        rollout = slot.rollout
+        candidate = rollout.candidate() if rollout is not None else None
+        shadow: List[Any] = []
+        if candidate is None:
+            results, failures = self._serve(serving, batch, inference_args)
+            dead = [(element, error, serving.id_for(element)) for element, error in failures]
+        else:
+            outcome = serve_rollout(
+                lambda model, part: self._serve(model, part, inference_args),
+                serving,
+                candidate,
+                batch,
+                rollout,
+                rollout.router,
+            )
+            results, dead, shadow = outcome.results, outcome.failures, outcome.shadow
+            rollout.judge(slot)
+        yield from results
+        for element, failure, model_id in dead:
+            yield TaggedOutput(
+                FAILED, FailureRecord.of(element, "inference", failure, model_id, batched=True)
+            )
+        for pair in shadow:
+            yield TaggedOutput(SHADOW, pair)
+
+    def _serve(
+        self, serving: ServingModel, batch: Sequence[Any], inference_args: Any
+    ) -> Tuple[List[Any], List[Tuple[Any, BaseException]]]:
+        """Runs `serving` on the batch, isolating failing elements if exceptions are caught;
+        returns the stamped results and the (element, error) of the failed elements."""
         metrics = self._metrics_for(serving.model_name)
         started = time.perf_counter_ns()
         failures: List[Tuple[Any, BaseException]] = []
@@ -229,14 +265,7 @@ class InferenceDoFn(beam.DoFn):
                 serving.handler.get_num_bytes(batch),
                 (time.perf_counter_ns() - started) // 1000,
             )
-        yield from results
-        for element, failure in [*failures, *unmatched]:
-            yield TaggedOutput(
-                FAILED,
-                FailureRecord.of(
-                    element, "inference", failure, serving.id_for(element), batched=True
-                ),
-            )
+        return results, [*failures, *unmatched]
 
     def finish_bundle(self) -> Optional[List[Any]]:
         # A list or None, never a generator: Beam's subprocess wrapper refuses generators.

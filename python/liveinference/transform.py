@@ -14,12 +14,14 @@ from liveinference.batched.transform import OnBatches
 from liveinference.batching import HandlerBatching
 from liveinference.contract import ModelHandler
 from liveinference.deadletter import ExceptionTypes, FailureRecord, FailureThreshold, RunInferenceDLQ
-from liveinference.dofn import FAILED, FAILED_MODEL_LOADS, InferenceDoFn, crash_model_id
+from liveinference.dofn import FAILED, FAILED_MODEL_LOADS, SHADOW, InferenceDoFn, crash_model_id
 from liveinference.processing import ApplyFns
 from liveinference.refresh.config import RefreshConfig
 from liveinference.refresh.model_versions import PublishModelVersions
 from liveinference.refresh.pipeline_run import channel_for_run, run_id_of
 from liveinference.refresh.validate import ModelValidation
+from liveinference.rollout.config import RolloutConfig
+from liveinference.rollout.policy import RolloutGates
 from liveinference.settings import checked_number
 from liveinference.sharing import SlotAccess
 
@@ -219,6 +221,54 @@ class RunInference(beam.PTransform):
         self._on_batches = OnBatches.check(self._model_handler, feature_columns, postprocess_fn)
         return self
 
+    def with_rollout(
+        self,
+        canary_share: float = 0.1,
+        *,
+        shadow: bool = False,
+        seed: int = 0,
+        gates: Optional[RolloutGates] = None,
+    ) -> "RunInference":
+        """Rolls each new model version out gradually, judged by gates, instead of at once.
+
+        A new version that loaded and passed validation first serves `canary_share` of the
+        elements (a seeded stable hash of the element, or of the key of a `(key, value)`
+        element, so keys are sticky) while the stable model serves the rest; or, with
+        `shadow`, predicts a copy of that share while the stable model serves everything.
+        Predictions are `StablePrediction`, `CanaryPrediction` (PredictionResults whose
+        `role` says so; see `liveinference.rollout.roles`). Each worker judges the new
+        version by `gates` on what it saw: it is promoted (serves every element), or
+        rolled back: it stops serving, a record at stage "rollout" naming the failed gates
+        and the numbers goes to failed_model_loads, and its file is not loaded again
+        until it changes.
+
+        With `shadow`, the output gains one PCollection, last: `ShadowPair(shadow,
+        stable)` of each copied element (`results, shadow` without exception handling,
+        `results, dlq, shadow` with it).
+
+        Args:
+            canary_share: The share of elements the new version serves (or shadows), in
+                (0, 1].
+            shadow: Shadow the new version instead of letting it serve.
+            seed: Changes which elements fall in the share.
+            gates: When to promote or roll back; defaults to `RolloutGates()`.
+
+        Returns:
+            This transform.
+
+        Raises:
+            ValueError: if the step has no source of new versions, or the share is out
+                of range.
+        """
+        if not self._refresh.watch_pattern and self._model_metadata_pcoll is None:
+            raise ValueError(
+                "with_rollout needs new model versions to roll out: give RunInference "
+                "watch_model_pattern= or model_metadata_pcoll="
+            )
+        rollout = RolloutConfig(canary_share, shadow, seed, gates or RolloutGates())
+        self._refresh = dataclasses.replace(self._refresh, rollout=rollout)
+        return self
+
     def with_model_validation(
         self,
         *,
@@ -263,12 +313,14 @@ class RunInference(beam.PTransform):
         )
         if not handler.should_skip_batching():
             pcoll = pcoll | "BatchElements" >> HandlerBatching(**handler.batch_elements_kwargs())
-        results, failed_inferences, failed_model_loads = self._infer(pcoll, slot_tag, refresh)
+        results, failed_inferences, failed_model_loads, shadow = self._infer(
+            pcoll, slot_tag, refresh
+        )
         results, failed_postprocessing = self._apply_fns(
             results, list(handler.get_postprocess_fns()), "postprocess", slots
         )
         if self._catch is None:
-            return results
+            return results if shadow is None else (results, shadow)
         if self._threshold < 1:
             dead_letters = [failed_inferences, *failed_preprocessing, *failed_postprocessing]
             _ = (
@@ -276,9 +328,10 @@ class RunInference(beam.PTransform):
                 | "AllDeadLetters" >> beam.Flatten()
                 | "FailureThreshold" >> FailureThreshold(inputs, self._threshold)
             )
-        return results, RunInferenceDLQ(
+        dlq = RunInferenceDLQ(
             failed_inferences, failed_preprocessing, failed_postprocessing, failed_model_loads
         )
+        return (results, dlq) if shadow is None else (results, dlq, shadow)
 
     def _batches_step(self, slot_tag: str, refresh: RefreshConfig) -> beam.PTransform:
         assert self._on_batches is not None
@@ -301,18 +354,23 @@ class RunInference(beam.PTransform):
 
     def _infer(
         self, batches: beam.PCollection, slot_tag: str, refresh: RefreshConfig
-    ) -> Tuple[beam.PCollection, Any, Any]:
+    ) -> Tuple[beam.PCollection, Any, Any, Any]:
         handler = self._model_handler
         namespace = self._metrics_namespace or handler.get_metrics_namespace()
         dofn = InferenceDoFn(handler, namespace, slot_tag, self._catch, self._timeout, refresh)
         pardo = beam.ParDo(dofn, self._inference_args)
         pardo.with_resource_hints(**handler.get_resource_hints())
+        shadow = refresh.rollout is not None and refresh.rollout.shadow
         if self._catch is None:
-            return batches | "RunInference" >> pardo, None, None
-        tags = (FAILED, FAILED_MODEL_LOADS)
+            if not shadow:
+                return batches | "RunInference" >> pardo, None, None, None
+            outputs = batches | "RunInference" >> pardo.with_outputs(SHADOW, main="main")
+            return outputs.main, None, None, outputs[SHADOW]
+        tags = (FAILED, FAILED_MODEL_LOADS, SHADOW) if shadow else (FAILED, FAILED_MODEL_LOADS)
         if not self._use_subprocess:
             outputs = batches | "RunInference" >> pardo.with_outputs(*tags, main="main")
-            return outputs.main, outputs[FAILED], outputs[FAILED_MODEL_LOADS]
+            shadows = outputs[SHADOW] if shadow else None
+            return outputs.main, outputs[FAILED], outputs[FAILED_MODEL_LOADS], shadows
         outputs = batches | "RunInference" >> pardo.with_exception_handling(
             main_tag="main", dead_letter_tag=_CRASHED, exc_class=self._catch, use_subprocess=True
         )
@@ -320,5 +378,6 @@ class RunInference(beam.PTransform):
             _crash_records, crash_model_id(handler, refresh)
         )
         failed = (outputs[FAILED], crashed) | "FailedInferences" >> beam.Flatten()
-        return outputs.main, failed, outputs[FAILED_MODEL_LOADS]
+        shadows = outputs[SHADOW] if shadow else None
+        return outputs.main, failed, outputs[FAILED_MODEL_LOADS], shadows
 

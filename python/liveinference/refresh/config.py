@@ -10,6 +10,7 @@ from typing import Any, Mapping, Optional
 
 from liveinference.refresh.channel import EventChannel
 from liveinference.refresh.validate import ModelValidation
+from liveinference.rollout.config import RolloutConfig
 from liveinference.settings import checked_number
 
 __all__ = ["DEFAULT_EVENT_INTERVAL_SECONDS", "DEFAULT_INTERVAL_SECONDS", "RefreshConfig"]
@@ -29,6 +30,8 @@ class RefreshConfig:
         stop_timestamp: Unix time after which workers stop polling, if set.
         validation: What a candidate must pass before it serves, if anything.
         load_timeout: The most seconds a load may take, if limited.
+        rollout: How a new version is rolled out (canary or shadow, gates), if it is;
+            else it serves every element as soon as it is loaded and validated.
     """
 
     watch_pattern: Optional[str] = None
@@ -37,6 +40,7 @@ class RefreshConfig:
     stop_timestamp: Optional[float] = None
     validation: Optional[ModelValidation] = None
     load_timeout: Optional[float] = None
+    rollout: Optional[RolloutConfig] = None
 
     @property
     def enabled(self) -> bool:

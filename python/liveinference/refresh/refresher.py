@@ -123,7 +123,9 @@ class Refresher:
                 self._poll_failed(index, source, error)
                 continue
             self._poll_errors.pop(index, None)
-            version = version_to_load(offered, self._serving_fingerprint, self._failed)
+            rollout = getattr(self._slot(), "rollout", None)
+            failed = self._failed if rollout is None else self._failed | rollout.excluded()
+            version = version_to_load(offered, self._serving_fingerprint, failed)
             if version is not None:
                 self._load(version)
 
@@ -165,6 +167,10 @@ class Refresher:
                 error,
                 current.model_id if current else "the first model",
             )
+            return
+        if slot.rollout is not None and slot.current() is not None:
+            slot.rollout.stage(serving, version.fingerprint, version.offer)
+            slot.record(report)
             return
         slot.swap(serving)
         self._serving_fingerprint = version.fingerprint

@@ -165,6 +165,7 @@ class ModelSlot:
         self._refresher: Any = None
         self._users = 0
         self._ever_used = False
+        self.rollout: Any = None  # a rollout.state.RolloutState, when the step rolls out
 
     @property
     def first_model_id(self) -> str:
@@ -230,6 +231,13 @@ class ModelSlot:
                 return
             refresher = self._refresher = make()
         refresher.start()
+
+    def enable_rollout(self, make: Callable[[], Any]) -> None:
+        """Gives the slot `make()`'s RolloutState unless it has one: the refresher then
+        stages new versions there instead of swapping them in; any thread."""
+        with self._lock:
+            if self.rollout is None:
+                self.rollout = make()
 
     @property
     def users(self) -> int:

@@ -68,7 +68,11 @@ class RolloutGates:
             "max_error_rate", self.max_error_rate, unit="", at_most=1, zero_allowed=True
         )
         checked_number("latency_quantile", self.latency_quantile, unit="", at_most=1)
-        units = {"max_seconds": "seconds", "max_latency_ms": "milliseconds", "max_latency_ratio": ""}
+        units = {
+            "max_seconds": "seconds",
+            "max_latency_ms": "milliseconds",
+            "max_latency_ratio": "",
+        }
         for name, unit in units.items():
             value = getattr(self, name)
             if value is not None:

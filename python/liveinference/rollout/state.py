@@ -1,0 +1,150 @@
+"""The rollout of one worker process: the candidate version, its statistics, and the act of
+promoting or rolling it back.
+
+The refresher stages a loaded version here instead of swapping it in; the DoFn serves the
+candidate in its role, adds each batch's statistics, and asks `judge` after each batch.
+A promotion swaps the candidate into the slot; a rollback drops it, queues a FailureRecord
+(stage "rollout", naming the failed gates and the numbers) for failed_model_loads, and
+keeps its fingerprint so the refresher does not load that file again until it changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from typing import Any, Dict, Optional, Set, Tuple
+
+from liveinference.deadletter import FailureRecord
+from liveinference.rollout.config import RolloutConfig
+from liveinference.rollout.policy import Action, Decision, decide
+from liveinference.rollout.roles import CANARY, SHADOW, STABLE
+from liveinference.rollout.stats import RoleStats
+
+__all__ = ["ROLLOUT_STAGE", "CanaryRolledBack", "RolloutState"]
+
+ROLLOUT_STAGE = "rollout"
+
+_LOG = logging.getLogger(__name__)
+
+
+class CanaryRolledBack(RuntimeError):
+    """A new model version failed its rollout gates: the message names them and the numbers."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Candidate:
+    serving: Any  # the refresh slot's ServingModel
+    fingerprint: Tuple[Any, ...]
+    offer: Any
+    since: float
+
+
+class RolloutState:
+    """The candidate of one slot and what it and the stable model did since it was staged.
+
+    Args:
+        config: The step's rollout settings.
+    """
+
+    def __init__(self, config: RolloutConfig) -> None:
+        self.config = config
+        self.router = config.router()
+        self._lock = threading.Lock()
+        self._candidate: Optional[_Candidate] = None
+        self._stats: Dict[str, RoleStats] = {}
+        self._settled: Set[Tuple[Any, ...]] = set()
+
+    def candidate(self) -> Any:
+        """Returns the candidate's ServingModel, or None when no rollout is under way."""
+        candidate = self._candidate
+        return candidate.serving if candidate is not None else None
+
+    def stage(self, serving: Any, fingerprint: Tuple[Any, ...], offer: Any) -> None:
+        """Makes `serving` the candidate, replacing any earlier one; its stats start at zero.
+
+        Args:
+            serving: The loaded and validated ServingModel.
+            fingerprint: Its version's fingerprint.
+            offer: What its source offered (a failed rollout's dead letter shows it).
+        """
+        with self._lock:
+            self._candidate = _Candidate(serving, fingerprint, offer, time.monotonic())
+            self._stats = {}
+        mode = "shadow" if self.config.shadow else "canary"
+        _LOG.info(
+            "model %s starts as %s on %g of the elements",
+            serving.model_id,
+            mode,
+            self.config.canary_share,
+        )
+
+    def excluded(self) -> Set[Tuple[Any, ...]]:
+        """Fingerprints the refresher must not load again: the candidate's, and those of
+        versions already promoted or rolled back."""
+        candidate = self._candidate
+        settled = set(self._settled)
+        return settled | {candidate.fingerprint} if candidate is not None else settled
+
+    def add(self, model_id: str, role: str, stats: RoleStats) -> None:
+        """Adds a batch's statistics of `role`; ignored if `model_id` is no longer in the
+        rollout (the batch started before a promotion or rollback)."""
+        with self._lock:
+            candidate = self._candidate
+            if candidate is None:
+                return
+            if (role == STABLE) == (model_id == candidate.serving.model_id):
+                return
+            self._stats[role] = self._stats.get(role, RoleStats()).merged(stats)
+
+    def stats(self) -> Dict[str, RoleStats]:
+        """Returns the statistics per role since the candidate was staged."""
+        with self._lock:
+            return dict(self._stats)
+
+    def judge(self, slot: Any) -> Optional[Decision]:
+        """Decides on the candidate from this process's statistics and acts on it.
+
+        Args:
+            slot: The ModelSlot to promote into and to record a rollback on.
+
+        Returns:
+            The decision, or None when there is no candidate.
+        """
+        with self._lock:
+            candidate = self._candidate
+            if candidate is None:
+                return None
+            new_role = SHADOW if self.config.shadow else CANARY
+            decision = decide(
+                self._stats.get(new_role, RoleStats()),
+                self._stats.get(STABLE, RoleStats()),
+                self.config.gates,
+                time.monotonic() - candidate.since,
+            )
+            if decision.action is Action.WAIT:
+                return decision
+            self._candidate = None
+            self._settled.add(candidate.fingerprint)
+        self._act(slot, candidate, decision)
+        return decision
+
+    def _act(self, slot: Any, candidate: _Candidate, decision: Decision) -> None:
+        model_id = candidate.serving.model_id
+        if decision.action is Action.PROMOTE:
+            slot.swap(candidate.serving)
+            _LOG.info("promoted model %s: %s", model_id, decision.describe())
+            return
+        error = CanaryRolledBack(
+            f"model {model_id} rolled back: {'; '.join(decision.reasons)}; numbers: "
+            f"{decision.numbers}; it is not loaded again until its file changes"
+        )
+        slot.record(FailureRecord.of(candidate.offer, ROLLOUT_STAGE, error, model_id))
+        current = slot.current()
+        _LOG.warning(
+            "rolled back model %s: %s; still serving %s",
+            model_id,
+            decision.describe(),
+            current.model_id if current is not None else "the first model",
+        )
