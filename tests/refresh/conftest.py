@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import subprocess
 import threading
 from typing import List
 
 import pytest
+
+from liveinference.testing import wait_until
 
 from refresh_models import write_model
 
@@ -52,3 +57,34 @@ def refresh_log():
     yield handler
     logger.removeHandler(handler)
     logger.setLevel(previous)
+
+
+PRISM = os.environ.get(
+    "LIVEINFERENCE_PRISM", os.path.expanduser("~/.cache/liveinference/prism/v2.77.0/prism")
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def prism_endpoint():
+    """A Prism job server on a free loopback port, stopped after the module's tests."""
+    if not os.access(PRISM, os.X_OK):
+        pytest.skip(reason=f"no Prism binary at {PRISM}; `make prism` builds it from the Go module proxy")
+    port = _free_port()
+    server = subprocess.Popen(
+        [PRISM, "--job_port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+    def listening() -> bool:
+        with socket.socket() as probe:
+            return probe.connect_ex(("127.0.0.1", port)) == 0
+
+    wait_until(listening, 30, f"Prism to listen on port {port}")
+    yield f"localhost:{port}"
+    server.terminate()
+    server.wait(timeout=10)

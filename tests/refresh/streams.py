@@ -60,6 +60,22 @@ def paced_stream(
     )
 
 
+def live(events: beam.PCollection, label: str = "Live") -> beam.PCollection:
+    """`events` as an unbounded PCollection, as events read from Pub/Sub or Kafka are.
+
+    RunInference swaps models by processing time for an unbounded `model_metadata_pcoll`
+    (and by event time for a bounded one); the tests of live swaps derive their events from
+    test streams that are bounded, so they flatten them with an empty unbounded source.
+    """
+    now = time.time()
+    nothing = (
+        events.pipeline
+        | f"{label}Source" >> PeriodicImpulse(start_timestamp=now, stop_timestamp=now + 1, fire_interval=1)
+        | f"{label}Nothing" >> beam.FlatMap(lambda _: [])
+    )
+    return (events, nothing) | f"{label}Events" >> beam.Flatten()
+
+
 def seen(directory: Any, count: int) -> Callable[[], bool]:
     """A condition: at least `count` elements reached `Collect(directory)` (run_pipeline's)."""
     return lambda: len(read_collected(str(directory))) >= count

@@ -21,6 +21,8 @@ from liveinference.refresh.channel import EventChannel, private_root
 from liveinference.refresh.pipeline_run import channel_for_run, run_id_of
 from liveinference.refresh.sources import ChannelSource
 
+from streams import live
+
 EVENT = ModelMetadata("/m/v2.pkl", "v2")
 
 
@@ -113,7 +115,7 @@ def test_the_channel_defaults_to_the_pipelines_temp_location(tmp_path):
 
 
 def _expand_with_events(pipeline, channel, name):
-    events = pipeline | f"Events{name}" >> beam.Create([EVENT])
+    events = live(pipeline | f"Events{name}" >> beam.Create([EVENT]), f"Live{name}")
     rows = pipeline | f"Rows{name}" >> beam.Create([[0.0]])
     return rows | f"Run{name}" >> RunInference(
         SklearnModelHandlerNumpy("/m/v1.pkl"), model_metadata_pcoll=events, refresh_channel=channel
@@ -142,15 +144,20 @@ def test_dataflow_relays_events_under_its_temp_location_and_refuses_a_local_chan
 
 
 _RUN_AND_REPORT = textwrap.dedent("""
-    import json, os, sys
+    import json, os, sys, time
     import apache_beam as beam
+    from apache_beam.transforms.periodicsequence import PeriodicImpulse
     import numpy
     from liveinference import ModelMetadata, RunInference
     from liveinference.frameworks.sklearn import SklearnModelHandlerNumpy
 
     model, root, report = sys.argv[1:]
     with beam.Pipeline() as p:
-        events = p | "Events" >> beam.Create([ModelMetadata(model, "again")])
+        # Unbounded, as live events are (a bounded PCollection is read by event time).
+        now = time.time()
+        events = ((p | "Events" >> beam.Create([ModelMetadata(model, "again")]),
+                   p | PeriodicImpulse(now, now + 1, 1) | beam.FlatMap(lambda _: []))
+                  | beam.Flatten())
         _ = (p | beam.Create([numpy.zeros(4)])
              | RunInference(SklearnModelHandlerNumpy(model), model_metadata_pcoll=events,
                             refresh_channel=root))
