@@ -98,10 +98,10 @@ def test_every_batch_kind_comes_back_as_its_kind_with_the_two_columns(
 def test_a_bad_row_is_dead_lettered_with_its_position_and_the_rest_of_its_batch_goes_on(
     run_pipeline, sklearn_model_path
 ):
-    x, _ = make_dataset(rows=64, seed=5)
-    bad = [3, 40, 41]
+    x, _ = make_dataset(rows=68, seed=5)
+    bad = [3, 40, 41, 64, 65, 66, 67]
     x[bad, 1] = numpy.nan  # scikit-learn refuses NaN for the whole call
-    parts = [_table(x[:32]), _table(x[32:], start=32)]
+    parts = [_table(x[:32]), _table(x[32:64], start=32), _table(x[64:], start=64)]
 
     def build(p):
         scored, dlq = p | beam.Create(parts, reshuffle=False) | RunInference(
@@ -111,13 +111,14 @@ def test_a_bad_row_is_dead_lettered_with_its_position_and_the_rest_of_its_batch_
 
     out = run_pipeline(build)
     failed = out["failed"]
-    assert sum(map(len, out["out"])) + len(failed) == 64
+    assert len(out["out"]) == 2  # the batch whose every row failed yields no output batch
+    assert sum(map(len, out["out"])) + len(failed) == 68
     assert sorted(record.element.values["id"] for record in failed) == bad
-    assert sorted(record.element.position for record in failed) == [3, 8, 9]
+    assert sorted(record.element.position for record in failed) == [0, 1, 2, 3, 3, 8, 9]
     assert all(isinstance(record.element, BatchRow) for record in failed)
     assert all(record.stage == "inference" and "NaN" in record.message for record in failed)
     assert {record.model_id for record in failed} == {sklearn_model_path}
-    good = [i for i in range(64) if i not in bad]
+    good = [i for i in range(68) if i not in bad]
     kept = pyarrow.concat_tables(out["out"]).sort_by("id")
     assert kept.column("id").to_pylist() == good
     expected = _model(sklearn_model_path).predict(x[good]).tolist()

@@ -203,7 +203,8 @@ class RunInference(beam.PTransform):
         kind (a RecordBatch for a NumPy array) with the input columns plus `inference` and
         `model_id` columns, ready for `WriteToParquetBatched`. A batch never mixes models.
         With `with_exception_handling`, a failing row is dead-lettered as a `BatchRow`
-        (its position and values) and the batch's other rows go on.
+        (its position and values) and the batch's other rows go on; an element with no
+        rows, or none that made it, yields no output batch.
 
         Args:
             feature_columns: The columns the model takes, in order; None for all.

@@ -38,6 +38,8 @@ _Scored = List[Tuple[Sequence[int], Any]]
 
 def _joined(scored: _Scored) -> Tuple[List[int], Any]:
     """The positions and inferences of scored parts, in order, as one of each."""
+    if not scored:
+        return [], []
     if len(scored) == 1:
         return list(scored[0][0]), scored[0][1]
     positions = [position for part, _ in scored for position in part]

@@ -113,7 +113,8 @@ class Table:
                 return self.element
             return self.element[:, [self.columns.index(name) for name in names]]
         if self.kind == "pandas":
-            return self.element[names].to_numpy() if feature_columns else self.element.to_numpy()
+            chosen = self.element if feature_columns is None else self.element[names]
+            return chosen.to_numpy()
         arrays = [self.element.column(name).to_numpy() for name in names]
         return numpy.column_stack(arrays) if arrays else numpy.empty((len(self), 0))
 
