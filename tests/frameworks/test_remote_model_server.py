@@ -265,3 +265,32 @@ def test_examples_json_cannot_write_are_refused_before_sending(server):
     with pytest.raises(InvalidExampleError, match="cannot send a set to a model server as JSON"):
         handler.run_inference([{1.0, 2.0}], handler.load_model())
     assert server.requests == []
+
+
+def test_constructor_arguments_reach_batching_retries_and_environment():
+    length, size = len, len
+    vertex = VertexAIModelHandlerJSON(
+        "5", "p", "us-east1", max_batch_size=8, max_batch_weight=100, element_size_fn=size,
+        batch_length_fn=length, batch_bucket_boundaries=[4, 16], num_retries=1,
+        env_vars={"MODEL_SERVER_TEST": "1"},
+    )
+    assert vertex.batch_elements_kwargs() == {
+        "max_batch_size": 8, "max_batch_weight": 100, "element_size_fn": size,
+        "length_fn": length, "bucket_boundaries": [4, 16],
+    }
+    assert vertex.num_retries == 1 and vertex._env_vars == {"MODEL_SERVER_TEST": "1"}
+    assert vertex.logger.name == "VertexAIModelHandlerJSON"
+    tf_serving = TFServingModelHandler("clf", min_batch_size=2, max_batch_duration_secs=5)
+    assert tf_serving.batch_elements_kwargs() == {"min_batch_size": 2, "max_batch_duration_secs": 5}
+    assert tf_serving.logger.name == "TFServingModelHandler"
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"batching": {"max_batch_size": 2}}, TypeError, r"unknown keyword arguments \['batching'\]"),
+    ({"namespace": "x"}, TypeError, r"unknown keyword arguments \['namespace'\]"),
+    ({"max_batch_weight": 10}, TypeError, r"unknown keyword arguments \['max_batch_weight'\]"),
+    ({"max_batch_duration_secs": 0}, ValueError, "max_batch_duration_secs"),
+])
+def test_arguments_a_model_server_handler_does_not_take_are_refused(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        TFServingModelHandler("clf", **kwargs)

@@ -16,8 +16,9 @@ import json
 import logging
 import urllib.error
 import urllib.request
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+from liveinference.batching import HANDLER_BATCHING_ARGUMENTS, handler_batching_kwargs
 from liveinference.contract import PredictionResult
 from liveinference.errors import InvalidExampleError
 from liveinference.frameworks.batches import to_prediction_results
@@ -29,9 +30,8 @@ __all__ = [
     "ModelServerHandler",
     "PredictClient",
     "TFServingModelHandler",
-    "batching_kwargs",
+    "forwarded_arguments",
     "retry_on_server_errors",
-    "split_kwargs",
 ]
 
 _LOG = logging.getLogger(__name__)
@@ -45,15 +45,6 @@ REMOTE_ARGUMENTS = tuple(
     for name in inspect.signature(RemoteModelHandler.__init__).parameters
     if name not in ("self", "namespace")
 )
-_BATCH_ARGS = {
-    "min_batch_size": "min_batch_size",
-    "max_batch_size": "max_batch_size",
-    "max_batch_duration_secs": "max_batch_duration_secs",
-    "max_batch_weight": "max_batch_weight",
-    "element_size_fn": "element_size_fn",
-    "batch_length_fn": "length_fn",
-    "batch_bucket_boundaries": "bucket_boundaries",
-}
 
 
 class ModelServerError(RuntimeError):
@@ -171,28 +162,49 @@ class PredictClient:
             ) from None
 
 
-def split_kwargs(kwargs: Dict[str, Any]) -> tuple:
-    """Splits a model server handler's `**kwargs` into RemoteModelHandler's and env_vars.
+def forwarded_arguments(arguments: Mapping[str, Any]) -> Dict[str, Any]:
+    """Picks what a model server handler's public constructor hands to `ModelServerHandler`.
+
+    A public constructor keeps its own (Beam's) parameters and ends with
+    `super().__init__(url, model_id=..., **forwarded_arguments(locals()))`.
+
+    Args:
+        arguments: The constructor's `locals()`: `timeout_secs`, `headers`, those of the
+            batching arguments it takes (`HANDLER_BATCHING_ARGUMENTS`) and its `**kwargs`
+            as `kwargs`; anything else is left out.
 
     Returns:
-        `({remote argument: value}, {environment variable: value})`.
+        Keyword arguments for `ModelServerHandler.__init__`: `timeout_secs`, `headers`,
+        `batching` (the batching arguments by their handler names) and the `**kwargs`.
 
     Raises:
-        TypeError: for a keyword argument no model server handler takes.
+        TypeError: for a name in `**kwargs` that is neither `env_vars` nor one of
+            RemoteModelHandler's arguments.
     """
+    _refuse_unknown(arguments.get("kwargs", {}))
+    return {
+        "timeout_secs": arguments["timeout_secs"],
+        "headers": arguments["headers"],
+        "batching": {
+            name: arguments[name] for name in HANDLER_BATCHING_ARGUMENTS if name in arguments
+        },
+        **arguments.get("kwargs", {}),
+    }
+
+
+def _refuse_unknown(kwargs: Mapping[str, Any]) -> None:
     unknown = sorted(set(kwargs) - set(REMOTE_ARGUMENTS) - {"env_vars"})
     if unknown:
         raise TypeError(
             f"unknown keyword arguments {unknown}; model server handlers take "
             f"{sorted([*REMOTE_ARGUMENTS, 'env_vars'])} besides their named parameters"
         )
+
+
+def _split_kwargs(kwargs: Dict[str, Any]) -> Tuple[Dict[str, Any], Dict[str, str]]:
+    _refuse_unknown(kwargs)
     remote = {name: value for name, value in kwargs.items() if name in REMOTE_ARGUMENTS}
-    return remote, dict(kwargs.get("env_vars", {}))
-
-
-def batching_kwargs(**given: Any) -> Dict[str, Any]:
-    """Returns Beam's batching arguments that were set, under `BatchElements`' names."""
-    return {_BATCH_ARGS[name]: value for name, value in given.items() if value is not None}
+    return remote, dict(kwargs.get("env_vars") or {})
 
 
 class ModelServerHandler(RemoteModelHandler[Any, PredictionResult, PredictClient]):
@@ -203,15 +215,19 @@ class ModelServerHandler(RemoteModelHandler[Any, PredictionResult, PredictClient
         model_id: The id predictions carry (RunInference stamps it).
         timeout_secs: How long one call may wait for an answer.
         headers: Extra HTTP headers, or a function returning them per call.
-        batching: `BatchElements` keyword arguments (see `batching_kwargs`).
-        env_vars: Environment variables set before the client is made.
-        namespace: The metrics and log namespace.
-        **remote: RemoteModelHandler's arguments; `retry_filter` defaults to
+        batching: Beam's handler batching arguments by name (`min_batch_size`, ...,
+            `batch_bucket_boundaries`; None for unset), as
+            `liveinference.batching.handler_batching_kwargs` takes them.
+        namespace: The metrics and log namespace; the class name by default.
+        **kwargs: `env_vars` (environment variables set before the client is made) and
+            RemoteModelHandler's arguments; `retry_filter` defaults to
             `retry_on_server_errors`.
 
     Raises:
-        ValueError: for a `timeout_secs` that is not positive.
-        TypeError: for `headers` that are neither a mapping nor a function.
+        ValueError: for a `timeout_secs` that is not positive, or batching arguments
+            `handler_batching_kwargs` refuses.
+        TypeError: for `headers` that are neither a mapping nor a function, or an unknown
+            keyword argument.
     """
 
     def __init__(
@@ -221,11 +237,11 @@ class ModelServerHandler(RemoteModelHandler[Any, PredictionResult, PredictClient
         model_id: str,
         timeout_secs: float = 60.0,
         headers: Headers = None,
-        batching: Optional[Dict[str, Any]] = None,
-        env_vars: Optional[Dict[str, str]] = None,
+        batching: Optional[Mapping[str, Any]] = None,
         namespace: str = "",
-        **remote: Any,
+        **kwargs: Any,
     ) -> None:
+        remote, env_vars = _split_kwargs(kwargs)
         remote.setdefault("retry_filter", retry_on_server_errors)
         super().__init__(namespace, **remote)
         if not timeout_secs > 0:
@@ -241,8 +257,8 @@ class ModelServerHandler(RemoteModelHandler[Any, PredictionResult, PredictClient
         self._model_id = model_id
         self._timeout_secs = timeout_secs
         self._headers = headers
-        self._batching = dict(batching or {})
-        self._env_vars = dict(env_vars or {})
+        self._batching = handler_batching_kwargs(**(batching or {}))
+        self._env_vars = env_vars
 
     def create_client(self) -> PredictClient:
         """Returns a client for the predict URL; nothing is sent yet."""
@@ -356,21 +372,12 @@ class TFServingModelHandler(ModelServerHandler):
             model_url += f"/versions/{model_version}"
         elif version_label is not None:
             model_url += f"/labels/{version_label}"
-        remote, env_vars = split_kwargs(kwargs)
         self._signature_name = signature_name
         super().__init__(
             f"{model_url}:predict",
             model_id=model_url,
-            timeout_secs=timeout_secs,
-            headers=headers,
-            batching=batching_kwargs(
-                min_batch_size=min_batch_size,
-                max_batch_size=max_batch_size,
-                max_batch_duration_secs=max_batch_duration_secs,
-            ),
-            env_vars=env_vars,
             namespace="TFServingModelHandler",
-            **remote,
+            **forwarded_arguments(locals()),
         )
 
     def _body(self, batch: Sequence[Any], inference_args: Dict[str, Any]) -> Dict[str, Any]:

@@ -22,8 +22,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from liveinference.frameworks.model_server import (
     Headers,
     ModelServerHandler,
-    batching_kwargs,
-    split_kwargs,
+    forwarded_arguments,
 )
 
 __all__ = ["VertexAIModelHandlerJSON"]
@@ -98,24 +97,11 @@ class VertexAIModelHandlerJSON(ModelServerHandler):
         suffix = f"/invoke{invoke_route}" if invoke_route else ":predict"
         self._invoke_route = invoke_route
         self._deployed_model_id: Optional[str] = None
-        remote, env_vars = split_kwargs(kwargs)
         super().__init__(
             f"{root}/v1/{resource}{suffix}",
             model_id=resource,
-            timeout_secs=timeout_secs,
-            headers=headers,
-            batching=batching_kwargs(
-                min_batch_size=min_batch_size,
-                max_batch_size=max_batch_size,
-                max_batch_duration_secs=max_batch_duration_secs,
-                max_batch_weight=max_batch_weight,
-                element_size_fn=element_size_fn,
-                batch_length_fn=batch_length_fn,
-                batch_bucket_boundaries=batch_bucket_boundaries,
-            ),
-            env_vars=env_vars,
             namespace="VertexAIModelHandlerJSON",
-            **remote,
+            **forwarded_arguments(locals()),
         )
 
     def _body(self, batch: Sequence[Any], inference_args: Dict[str, Any]) -> Dict[str, Any]:
