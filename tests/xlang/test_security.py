@@ -419,15 +419,21 @@ def test_another_user_cannot_start_a_worker(service, nobody):
     assert result["code"] == "UNAVAILABLE" and "Permission denied" in result["details"]
 
 
+def _start_worker_error(pool: str, worker_id: str, control_url: str) -> str:
+    """Asks the worker pool at `pool` to start a worker; returns the error it answers."""
+    request = beam_fn_api_pb2.StartWorkerRequest(
+        worker_id=worker_id,
+        control_endpoint=endpoints_pb2.ApiServiceDescriptor(url=control_url))
+    with grpc.insecure_channel(pool) as channel:
+        response = channel.unary_unary(START_WORKER)(request.SerializeToString(), timeout=60)
+    return beam_fn_api_pb2.StartWorkerResponse.FromString(response).error
+
+
 def test_a_quote_in_the_control_endpoint_is_refused_and_never_run(service, tmp_path):
     """Sent by the service's own user: the only one who can reach the pool now."""
     marker = tmp_path / "injected_code_ran"
     url = f'" + str(__import__("os").system("touch {marker}")) + "'
-    request = beam_fn_api_pb2.StartWorkerRequest(
-        worker_id="injection", control_endpoint=endpoints_pb2.ApiServiceDescriptor(url=url))
-    with grpc.insecure_channel(service.extra["workers"]) as channel:
-        response = channel.unary_unary(START_WORKER)(request.SerializeToString(), timeout=60)
-    error = beam_fn_api_pb2.StartWorkerResponse.FromString(response).error
+    error = _start_worker_error(service.extra["workers"], "injection", url)
     assert error.startswith(f"refused: control_endpoint {url!r} is not a loopback host:port")
     assert not marker.exists()
 
@@ -447,11 +453,7 @@ def test_listening_beyond_loopback_without_tls_is_refused(tmp_path):
 @pytest.mark.parametrize("url", ["attacker.example:50000", "10.0.0.1:50000", "localhost:0",
                                  "localhost:50000/../x"])
 def test_a_control_endpoint_off_this_machine_or_malformed_is_refused(service, url):
-    request = beam_fn_api_pb2.StartWorkerRequest(
-        worker_id="remote", control_endpoint=endpoints_pb2.ApiServiceDescriptor(url=url))
-    with grpc.insecure_channel(service.extra["workers"]) as channel:
-        response = channel.unary_unary(START_WORKER)(request.SerializeToString(), timeout=60)
-    error = beam_fn_api_pb2.StartWorkerResponse.FromString(response).error
+    error = _start_worker_error(service.extra["workers"], "remote", url)
     assert error.startswith(f"refused: control_endpoint {url!r} is not a loopback host:port")
 
 
