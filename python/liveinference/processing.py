@@ -87,16 +87,9 @@ class ApplyFns(beam.PTransform):
         slots: SlotAccess,
     ) -> None:
         super().__init__()
-        self._fns = list(fns)
-        self._stage = stage
-        self._catch = catch
-        self._slots = slots
+        self._tags = [str(index) for index in range(len(fns))]
+        self._dofn = _ApplyFnsDoFn(fns, stage, catch, slots)
 
     def expand(self, pcoll: beam.PCollection) -> Tuple[beam.PCollection, List[beam.PCollection]]:
-        tags = [str(index) for index in range(len(self._fns))]
-        outputs = pcoll | beam.ParDo(
-            _ApplyFnsDoFn(self._fns, self._stage, self._catch, self._slots)
-        ).with_outputs(
-            *tags, main="main"
-        )
-        return outputs.main, [outputs[tag] for tag in tags]
+        outputs = pcoll | beam.ParDo(self._dofn).with_outputs(*self._tags, main="main")
+        return outputs.main, [outputs[tag] for tag in self._tags]
