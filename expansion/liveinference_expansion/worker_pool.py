@@ -11,7 +11,8 @@ StartWorker call with a quote in the URL runs code. `PrivateWorkerPool` instead:
 - refuses a StartWorker whose worker id or endpoints are malformed or not on loopback
   (`check_start_request`), naming the field;
 - starts each worker as `python -m liveinference_expansion.sdk_worker --worker-id ID
-  --control-endpoint HOST:PORT`, an argument vector: no request field is ever part of source.
+  --control-endpoint HOST:PORT`, an argument vector: no request field is ever part of source;
+  the process is started ahead of the request with its imports done (`warm_workers`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from typing import Dict, Optional
 import grpc
 from apache_beam.portability.api import beam_fn_api_pb2, beam_fn_api_pb2_grpc
 from apache_beam.utils import thread_pool_executor
+
+from liveinference_expansion.warm_workers import WarmWorkers
 
 __all__ = ["PrivateWorkerPool", "check_endpoint", "check_start_request", "private_directory"]
 
@@ -110,7 +113,7 @@ def private_directory(path: Optional[str] = None) -> str:
 
 class _Servicer(beam_fn_api_pb2_grpc.BeamFnExternalWorkerPoolServicer):
     def __init__(self, environment: Dict[str, str]) -> None:
-        self._environment = environment
+        self.workers = WarmWorkers(environment)
         self._lock = threading.Lock()
         self.processes: Dict[str, subprocess.Popen] = {}
 
@@ -121,13 +124,10 @@ class _Servicer(beam_fn_api_pb2_grpc.BeamFnExternalWorkerPoolServicer):
         except ValueError as error:
             _LOGGER.warning("refused StartWorker: %s", error)
             return beam_fn_api_pb2.StartWorkerResponse(error=f"refused: {error}")
-        command = [sys.executable, "-m", "liveinference_expansion.sdk_worker",
-                   "--worker-id", request.worker_id,
-                   "--control-endpoint", request.control_endpoint.url]
-        _LOGGER.info("Starting worker %s with %s", request.worker_id, command)
+        _LOGGER.info("Starting worker %s for %s", request.worker_id,
+                     request.control_endpoint.url)
         try:
-            process = subprocess.Popen(command, env=self._environment, stdin=subprocess.DEVNULL,
-                                       stdout=sys.stderr.fileno(), close_fds=True)
+            process = self.workers.start(request.worker_id, request.control_endpoint.url)
         except OSError as error:
             _LOGGER.error("cannot start worker %s: %s", request.worker_id, error)
             return beam_fn_api_pb2.StartWorkerResponse(
@@ -206,6 +206,7 @@ class PrivateWorkerPool:
             raise OSError(f"cannot listen on the Unix socket {socket_path}")
         server.start()
         os.chmod(socket_path, 0o600)
+        self._servicer.workers.prepare()
         self._server = server
         threading.Thread(target=self._reap, name="reap-workers", daemon=True).start()
         return f"unix://{socket_path}"
@@ -222,6 +223,7 @@ class PrivateWorkerPool:
         if self._server is not None:
             self._server.stop(grace).wait()
         if self._servicer is not None:
+            self._servicer.workers.close()
             for process in list(self._servicer.processes.values()):
                 _stop(process)
         if self._directory and self._requested_directory is None:

@@ -3,6 +3,7 @@ package dev.liveinference.examples;
 import dev.liveinference.InferenceResult;
 import dev.liveinference.KeyModelMapping;
 import dev.liveinference.RunInference;
+import dev.liveinference.Staging;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -225,6 +226,7 @@ public final class ClassifyByKey {
    */
   public static void main(String[] args) {
     Options options = PipelineOptionsFactory.fromArgs(args).withValidation().as(Options.class);
+    Staging.skipForLoopback(options);
     PipelineResult.State state = build(options).run().waitUntilFinish();
     System.out.println("ClassifyByKey finished: " + state);
     if (state != PipelineResult.State.DONE) {

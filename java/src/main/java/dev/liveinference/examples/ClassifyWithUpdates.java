@@ -2,6 +2,7 @@ package dev.liveinference.examples;
 
 import dev.liveinference.InferenceResult;
 import dev.liveinference.RunInference;
+import dev.liveinference.Staging;
 import java.util.Arrays;
 import org.apache.beam.sdk.Pipeline;
 import org.apache.beam.sdk.PipelineResult;
@@ -228,6 +229,7 @@ public final class ClassifyWithUpdates {
    */
   public static void main(String[] args) {
     Options options = PipelineOptionsFactory.fromArgs(args).withValidation().as(Options.class);
+    Staging.skipForLoopback(options);
     PipelineResult.State state = build(options).run().waitUntilFinish();
     System.out.println("ClassifyWithUpdates finished: " + state);
     if (state != PipelineResult.State.DONE) {
