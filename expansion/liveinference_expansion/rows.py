@@ -18,6 +18,7 @@ import apache_beam as beam
 import numpy
 from apache_beam.typehints.row_type import RowTypeConstraint
 
+from liveinference.batched import BatchRow
 from liveinference.contract import PredictionResult
 
 __all__ = [
@@ -178,6 +179,8 @@ def to_prediction_row(result: Any, example_type: Any, inference_type: Any) -> An
 
 
 def _render(element: Any) -> str:
+    if isinstance(element, BatchRow):  # a row of a batch scored whole: its values
+        return _render(element.values)
     if isinstance(element, str):
         return element
     if isinstance(element, numpy.ndarray):

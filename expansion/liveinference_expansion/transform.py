@@ -9,12 +9,13 @@ fails when the pipeline is built, with a message that names the argument.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import apache_beam as beam
 
-from liveinference import KeyedModelHandler, RunInference
+from liveinference import KeyedModelHandler, ModelHandler, RunInference
 from liveinference.settings import checked_number
+from liveinference_expansion.crossing import CrossingBatches
 from liveinference_expansion.handlers import as_plain, build_handler, build_keyed_handler
 from liveinference_expansion.policy import Policy, current_policy
 from liveinference_expansion.rows import (
@@ -107,6 +108,10 @@ class ConfiguredRunInference(beam.PTransform):
         key_models: Instead of `handler`, with `keyed`: a model per key, as mappings
             `{"keys": [...], "handler": name, "handler_args": {...}}`.
         max_models_per_worker_hint: With `key_models`, the most models a worker keeps loaded.
+        crossing_batch: Each input element is a batch of examples (an iterable, as the Java
+            wrapper's `withCrossingBatch` sends them), scored through `on_batches()`; each
+            prediction output element is then an iterable of prediction Rows (see
+            `crossing.CrossingBatches`). Unkeyed only, without postprocess functions.
         policy: Which functions may be named; defaults to the process's (`set_policy`).
 
     Raises:
@@ -136,6 +141,7 @@ class ConfiguredRunInference(beam.PTransform):
         max_models_per_worker_hint: Optional[int] = None,
         canary_examples: Optional[Sequence[Any]] = None,
         refresh_channel: Optional[str] = None,
+        crossing_batch: bool = False,
         policy: Optional[Policy] = None,
     ) -> None:
         super().__init__()
@@ -150,6 +156,7 @@ class ConfiguredRunInference(beam.PTransform):
             _check("handler", handler, str, "a handler name (a string)")
         _check("exception_handling", exception_handling, bool, "a boolean")
         _check("keyed", keyed, bool, "a boolean")
+        _check("crossing_batch", crossing_batch, bool, "a boolean")
         row_type = prediction_row_type(
             parse_type(example_type, "example_type"), parse_type(inference_type, "inference_type")
         )
@@ -164,17 +171,20 @@ class ConfiguredRunInference(beam.PTransform):
                for index, spec in enumerate(_function_names(preprocess, "preprocess"))]
         post = [policy.resolve(spec, f"postprocess[{index}]")
                 for index, spec in enumerate(_function_names(postprocess, "postprocess"))]
+        model_handler: ModelHandler
         if key_models is not None:
             model_handler = build_keyed_handler(key_models, policy, max_models_per_worker_hint)
         else:
             model_handler = build_handler(str(handler), handler_args or {}, policy)
+        if crossing_batch:
+            CrossingBatches.check(keyed, post)
         if keyed:
             if key_models is None:
                 model_handler = KeyedModelHandler(model_handler)
             pre = [_OnValue(fn) for fn in pre]
             post = [_OnValue(fn) for fn in post]
         # Functions added later run first, as in Beam: add them last to first.
-        for fn in reversed(pre):
+        for fn in reversed([] if crossing_batch else pre):
             model_handler = model_handler.with_preprocess_fn(fn)
         for fn in post:
             model_handler = model_handler.with_postprocess_fn(fn)
@@ -183,7 +193,15 @@ class ConfiguredRunInference(beam.PTransform):
             parse_type(inference_type, "inference_type"),
             keyed,
         )
+        self._crossing: Optional[CrossingBatches] = None
         self._handler = model_handler.with_postprocess_fn(row_fn)
+        if crossing_batch:
+            # Preprocessing and Rows per row around on_batches(), one element per batch.
+            self._crossing = CrossingBatches(
+                pre, row_fn, exception_handling, model_handler.get_model_id()
+            )
+            self._handler = model_handler
+            self._output_type = Iterable[row_type]  # type: ignore[valid-type]
         self._exception_handling = exception_handling
         self._canaries = (
             None if canary_examples is None else prepared_canaries(canary_examples, pre, keyed)
@@ -204,10 +222,13 @@ class ConfiguredRunInference(beam.PTransform):
             "key_models": as_plain(key_models),
             "canary_examples": as_plain(canary_examples),
             "refresh_channel": refresh_channel,
+            "crossing_batch": crossing_batch,
         }
 
     def _build(self, updates: Optional[beam.PCollection]) -> RunInference:
         transform = RunInference(self._handler, model_metadata_pcoll=updates, **self._refresh)
+        if self._crossing is not None:
+            transform = transform.on_batches(postprocess_fn=self._crossing.postprocess_fn)
         if self._canaries is not None:
             transform = transform.with_model_validation(canary_examples=self._canaries)
         if self._exception_handling:
@@ -241,6 +262,9 @@ class ConfiguredRunInference(beam.PTransform):
                 self._exception_handling, self._handler.get_model_id()
             )
             transform = self._build(updates)
+        failed_preprocessing = None
+        if self._crossing is not None:
+            pcoll, failed_preprocessing = self._crossing.prepare(pcoll)
         if not self._exception_handling:
             results = pcoll | "RunInference" >> transform
             return results | "AsRows" >> beam.Map(_identity).with_output_types(self._output_type)
@@ -255,8 +279,7 @@ class ConfiguredRunInference(beam.PTransform):
                 parts.append(value)
             elif value:
                 parts.extend(v for v in value if isinstance(v, beam.PCollection))
-        if failed_updates is not None:
-            parts.append(failed_updates)
+        parts.extend(p for p in (failed_updates, failed_preprocessing) if p is not None)
         dead_letters = (
             parts
             | "AllDeadLetters" >> beam.Flatten()

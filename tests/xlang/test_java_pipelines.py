@@ -71,10 +71,11 @@ def _wait_for(condition, process: subprocess.Popen, seconds: float, log: Path, w
 
 
 def classify_with_a_model_swap(kind: str, endpoint: str, service, models, tmp_path: Path,
-                               corrupt_first: bool = False) -> None:
+                               corrupt_first: bool = False, extra: tuple = ()) -> None:
     """Runs ClassifyRows on a watched input folder, swaps the model between two input files,
     and checks every row, every prediction and the swap. With `corrupt_first`, a corrupt
-    model file lands before v2: it must reach the dead letters and never serve."""
+    model file lands before v2: it must reach the dead letters and never serve. `extra`:
+    more ClassifyRows options."""
     watched = tmp_path / "models"
     watched.mkdir()
     v1, v2 = watched / "v1.pkl", watched / "v2.pkl"
@@ -95,7 +96,7 @@ def classify_with_a_model_swap(kind: str, endpoint: str, service, models, tmp_pa
         f"--model={v1}", f"--watchPattern={watched}/*.pkl", "--refreshSeconds=1",
         f"--predictions={predictions}", f"--deadLetters={dead}",
         f"--expansionService={service.address}",
-        *xlang_runtime.runner_args(kind, endpoint),
+        *xlang_runtime.runner_args(kind, endpoint), *extra,
     )
     with open(log, "wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
@@ -167,6 +168,14 @@ def test_java_pipeline_on_prism_predicts_dead_letters_and_switches_model(
 ):
     classify_with_a_model_swap("prism", prism.address, service, models, tmp_path,
                                corrupt_first=True)
+
+
+def test_java_rows_crossing_in_batches_on_prism_keep_dead_letters_and_model_ids(
+    prism, service, models, tmp_path
+):
+    """The same run with rows crossing to Python 16 at a time (withCrossingBatch)."""
+    classify_with_a_model_swap("prism", prism.address, service, models, tmp_path,
+                               corrupt_first=True, extra=("--crossingBatch=16",))
 
 
 def test_java_pipeline_on_flink_local_predicts_dead_letters_and_switches_model(

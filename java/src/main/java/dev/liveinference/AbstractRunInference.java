@@ -167,6 +167,26 @@ public abstract class AbstractRunInference<
   }
 
   /**
+   * Sends rows to Python in batches rather than one by one: the rows of each bundle are
+   * grouped (per window) into one cross-language element of at most {@code maxRows} rows,
+   * Python scores each batch with one model call and returns its predictions as one element,
+   * and the transform flattens them again. The output is the same as without batching: one
+   * prediction per row, each with its {@code model_id}, and one dead letter per failed row. A
+   * batch leaves when full, when its first row has waited {@code maxWait} (checked as rows
+   * arrive), and when the bundle ends. Preprocessed rows must be numeric arrays of one length
+   * (rows of another length are dead-lettered by the model); no postprocess functions.
+   *
+   * @param maxRows the most rows in one batch, at least 1
+   * @param maxWait how long the first row of a batch may wait for more: a positive duration
+   * @return a new transform that crosses in batches
+   * @throws IllegalArgumentException if {@code maxRows} is below 1, {@code maxWait} is null,
+   *     zero or negative, or the transform takes KVs ({@link RunInference#ofKVs})
+   */
+  public SelfT withCrossingBatch(int maxRows, Duration maxWait) {
+    return with(config.withCrossingBatch(CrossingBatch.of(maxRows, maxWait)));
+  }
+
+  /**
    * Uses the expansion service at {@code host:port}. Without it, the transform starts {@code
    * liveinference serve} itself (see {@link #withPython}).
    *

@@ -59,6 +59,8 @@ abstract class Config implements Serializable {
 
   abstract @Nullable String refreshChannel();
 
+  abstract @Nullable CrossingBatch crossingBatch();
+
   abstract boolean exceptionHandling();
 
   /** The service's host:port; null to start {@code liveinference serve} from {@link #python}. */
@@ -103,6 +105,8 @@ abstract class Config implements Serializable {
     abstract Builder setCanaries(@Nullable Canaries canaries);
 
     abstract Builder setRefreshChannel(@Nullable String refreshChannel);
+
+    abstract Builder setCrossingBatch(@Nullable CrossingBatch crossingBatch);
 
     abstract Builder setExceptionHandling(boolean exceptionHandling);
 
@@ -228,6 +232,15 @@ abstract class Config implements Serializable {
     return toBuilder().setRefreshChannel(folder).build();
   }
 
+  Config withCrossingBatch(CrossingBatch batch) {
+    if (keyType() != null) {
+      throw new IllegalArgumentException(
+          "withCrossingBatch groups unkeyed examples (RunInference.of); ofKVs sends one row"
+              + " per element");
+    }
+    return toBuilder().setCrossingBatch(batch).build();
+  }
+
   Config withExceptionHandling() {
     return toBuilder().setExceptionHandling(true).build();
   }
@@ -338,6 +351,10 @@ abstract class Config implements Serializable {
     }
     schema.addBooleanField("exception_handling");
     values.add(exceptionHandling());
+    if (crossingBatch() != null) {
+      schema.addBooleanField("crossing_batch");
+      values.add(true);
+    }
     FieldType keyType = keyType();
     if (keyType != null) {
       schema.addBooleanField("keyed").addStringField("key_type");

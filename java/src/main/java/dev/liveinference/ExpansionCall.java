@@ -61,11 +61,13 @@ final class ExpansionCall {
    */
   static PCollectionTuple expand(
       PCollection<?> input, @Nullable PCollection<?> updates, Config config) {
-    PInput inputs = input;
+    CrossingBatch batch = config.crossingBatch();
+    PCollection<?> examples = batch == null ? input : batch.group(input);
+    PInput inputs = examples;
     if (updates != null) {
       checkUpdates(input, updates);
       inputs =
-          PCollectionTuple.of(new TupleTag<>(EXAMPLES), input)
+          PCollectionTuple.of(new TupleTag<>(EXAMPLES), examples)
               .and(new TupleTag<>(MODEL_UPDATES), updates);
     }
     TlsFiles tls = config.tls();

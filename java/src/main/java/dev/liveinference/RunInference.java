@@ -192,10 +192,9 @@ public final class RunInference<OutputT>
               + ", expected one; is it a liveinference service of the same version?");
     }
     @SuppressWarnings("unchecked")
-    PCollection<OutputT> predictions = (PCollection<OutputT>) all.values().iterator().next();
-    @SuppressWarnings("unchecked")
     Coder<OutputT> coder = (Coder<OutputT>) config.predictionCoder();
-    return predictions.setCoder(coder);
+    return CrossingBatch.predictions(
+        all.values().iterator().next(), coder, config.crossingBatch());
   }
 
   /**
@@ -245,7 +244,8 @@ public final class RunInference<OutputT>
       }
       @SuppressWarnings("unchecked")
       Coder<OutputT> coder = (Coder<OutputT>) config.predictionCoder();
-      PCollection<OutputT> predictions = outputs.get(predictionsTag).setCoder(coder);
+      PCollection<OutputT> predictions =
+          CrossingBatch.predictions(outputs.get(predictionsTag), coder, config.crossingBatch());
       PCollection<Row> deadLetters =
           outputs.get(deadLettersTag).setCoder(RowCoder.of(DEAD_LETTER_SCHEMA));
       return new InferenceResult<>(

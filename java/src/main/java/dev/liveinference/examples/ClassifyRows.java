@@ -2,6 +2,7 @@ package dev.liveinference.examples;
 
 import dev.liveinference.InferenceResult;
 import dev.liveinference.RunInference;
+import dev.liveinference.Staging;
 import org.apache.beam.sdk.Pipeline;
 import org.apache.beam.sdk.PipelineResult;
 import org.apache.beam.sdk.io.TextIO;
@@ -223,6 +224,38 @@ public final class ClassifyRows {
     void setMaxBatchSize(Integer value);
 
     /**
+     * Rows that cross to Python in one element (0: one row per element).
+     *
+     * @return rows
+     */
+    @Description("Rows per cross-language element (0: one row each), see withCrossingBatch")
+    @Default.Integer(0)
+    Integer getCrossingBatch();
+
+    /**
+     * Sets the rows per cross-language element.
+     *
+     * @param value rows
+     */
+    void setCrossingBatch(Integer value);
+
+    /**
+     * How long the first row of a crossing batch waits for more, in milliseconds.
+     *
+     * @return milliseconds
+     */
+    @Description("Longest wait of a crossing batch's first row, in milliseconds")
+    @Default.Long(100)
+    Long getCrossingWaitMillis();
+
+    /**
+     * Sets the longest wait of a crossing batch.
+     *
+     * @param value milliseconds
+     */
+    void setCrossingWaitMillis(Long value);
+
+    /**
      * The CA certificate (PEM) that signed the expansion service's TLS certificate; empty for a
      * plaintext service on loopback.
      *
@@ -312,6 +345,11 @@ public final class ClassifyRows {
     if (options.getMaxBatchSize() > 0) {
       classify = classify.withHandlerArg("max_batch_size", options.getMaxBatchSize());
     }
+    if (options.getCrossingBatch() > 0) {
+      classify =
+          classify.withCrossingBatch(
+              options.getCrossingBatch(), Duration.millis(options.getCrossingWaitMillis()));
+    }
     if (!options.getWatchPattern().isEmpty()) {
       classify =
           classify.withModelRefresh(
@@ -332,6 +370,7 @@ public final class ClassifyRows {
    */
   public static void main(String[] args) {
     Options options = PipelineOptionsFactory.fromArgs(args).withValidation().as(Options.class);
+    Staging.skipForLoopback(options);
     PipelineResult.State state = build(options).run().waitUntilFinish();
     System.out.println("ClassifyRows finished: " + state);
     if (state != PipelineResult.State.DONE) {
