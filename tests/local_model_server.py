@@ -13,6 +13,8 @@ from typing import Any, Deque, Dict, List, Optional, Tuple
 
 import numpy
 
+from examples.xlang_runtime import free_port
+
 _LOG = logging.getLogger(__name__)
 
 _ROUTES = (
@@ -21,6 +23,11 @@ _ROUTES = (
     re.compile(r"^/v1/projects/[^/]+/locations/[^/]+/endpoints/(?P<invoke>[^/:]+)/invoke/.+$"),
 )
 DEPLOYED_MODEL_ID = "4242"
+
+
+def down_server_url() -> str:
+    """Returns a loopback URL where no server listens (its port was free a moment ago)."""
+    return f"http://127.0.0.1:{free_port()}"
 
 
 class ModelServer:

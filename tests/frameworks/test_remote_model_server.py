@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import collections
 import pickle
-import socket
 from typing import Any, Dict, List
 
 import apache_beam as beam
@@ -17,7 +16,7 @@ from liveinference.errors import is_whole_batch_failure
 from liveinference.frameworks.model_server import ModelServerError, TFServingModelHandler
 from liveinference.testing import query_metrics
 from liveinference.vertex_ai_inference import VertexAIModelHandlerJSON
-from local_model_server import ModelServer
+from local_model_server import ModelServer, down_server_url
 
 # Short backoff; throttling that looks back 50 ms and waits 60 ms, so one wait empties its
 # window and a throttled call goes out after one wait.
@@ -41,12 +40,6 @@ def server(model: Any):
     running = ModelServer(model)
     yield running
     running.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _rows(dataset: tuple, count: int) -> List[List[float]]:
@@ -138,7 +131,7 @@ def test_down_server_is_retried_then_raises_naming_it(dataset):
         tries.append(error)
         return True
 
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = down_server_url()
     handler = TFServingModelHandler("clf", url, num_retries=3, retry_filter=counting_filter, **FAST)
     with pytest.raises(ModelServerError, match="no answer from model server .*running") as raised:
         handler.run_inference(_rows(dataset, 2), handler.load_model())
@@ -164,7 +157,7 @@ def _dead_letter_run(handler: Any, rows: List[Any]) -> Any:
 def test_down_server_dead_letters_every_element_without_splitting(run_pipeline, dataset,
                                                                   caplog):
     rows = _rows(dataset, 64)
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = down_server_url()
     handler = TFServingModelHandler(
         "clf", url, num_retries=2, min_batch_size=64, max_batch_size=64, **FAST
     )

@@ -4,14 +4,12 @@ model trained here: predictions, a server that is down, arguments checked at con
 
 from __future__ import annotations
 
-import socket
-
 import apache_beam as beam
 import pytest
 
 from conftest import csv, load
 from liveinference_expansion import ConfiguredRunInference
-from local_model_server import ModelServer
+from local_model_server import ModelServer, down_server_url
 
 PARSE = "liveinference_expansion.functions.parse_csv_floats"
 FAST = {"initial_backoff_secs": 0.001, "max_backoff_secs": 0.01, "throttle_delay_secs": 0.05}
@@ -49,9 +47,7 @@ def test_model_server_handlers_predict_as_the_served_model(run_pipeline, models,
 
 
 def test_a_down_server_dead_letters_every_row_naming_it(run_pipeline, models):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    url = down_server_url()
     transform = ConfiguredRunInference(
         "tfserving_json",
         {"model_name": "clf", "server_url": url, "num_retries": 2, "timeout_secs": 5, **FAST},
