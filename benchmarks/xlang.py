@@ -1,31 +1,42 @@
-"""The cost of crossing languages: the same inference from a Java and a Python pipeline.
+"""The cost of crossing languages: the same inference from Java and from Python, per runner.
 
-Both pipelines run on the same Prism job server over the same CSV file: read lines ->
-liveinference's ConfiguredRunInference (parse in Python, scikit-learn LogisticRegression,
-dead letters on) -> format a line per prediction -> append to a file. The Java pipeline is
-the example `dev.liveinference.examples.ClassifyRows`, whose RunInference is expanded by the
-liveinference expansion service and runs on its Python worker pool; the Python pipeline
-applies the same transform directly (LOOPBACK workers). A small run of each measures the
-fixed cost (job submission, worker start-up), which is subtracted to give the net rate.
+Every job reads the same CSV file, classifies each row with a scikit-learn LogisticRegression
+and appends one line per prediction to a file. Variants, on Prism and on Flink (local mode):
 
-    make bench-xlang            # or: python benchmarks/xlang.py --rows 200000
+- `python`: a Python pipeline applying liveinference's ConfiguredRunInference directly
+  (LOOPBACK workers);
+- `java`: the Java example ClassifyRows (liveinference's Java RunInference, one row per
+  cross-language element);
+- `java_batched`: the same with `withCrossingBatch` (`--crossingBatch`);
+- `stock_java`: Beam's own Java RunInference (StockBeamClassify), unchanged, against
+  `liveinference serve --allow-inline-source`.
 
-Writes benchmarks/results/xlang.json.
+Each job is a fresh process (a JVM, or a Python interpreter importing Beam), timed from
+launch to exit, so fixed costs compare like for like. A small run of each variant measures
+the fixed cost (launch, expansion, submission, worker start); the net rate is
+(rows - small rows) / (large seconds - small seconds), paired run by run. Every figure is
+min / median / max over `--repeats` runs, variants interleaved.
+
+    python benchmarks/xlang.py --rows 20000 --repeats 3 --runners prism
+
+Writes benchmarks/results/xlang.json and xlang.png.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import pickle
 import platform
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict
+from typing import Any, Dict, Iterator, List
 
 import apache_beam as beam
 import numpy
@@ -36,8 +47,9 @@ sys.path.insert(0, str(ROOT))
 from examples import xlang_runtime  # noqa: E402
 
 FEATURES = 4
-SMALL_ROWS = 1000
 PARSE = "liveinference_expansion.functions.parse_csv_floats"
+VARIANTS = ("python", "java", "java_batched", "stock_java")
+_LOGGER = logging.getLogger("xlang")
 
 
 class AppendLines(beam.DoFn):
@@ -45,7 +57,7 @@ class AppendLines(beam.DoFn):
 
     def __init__(self, path: str) -> None:
         self._path = path
-        self._lines: list = []
+        self._lines: List[str] = []
 
     def start_bundle(self) -> None:
         self._lines = []
@@ -60,16 +72,12 @@ class AppendLines(beam.DoFn):
             self._lines = []
 
 
-def _format_prediction(row: Any) -> str:
-    return f"{row.example}\t{row.inference}\t{row.model_id}"
+def run_python_child(rows_file: str, model: str, out: str, endpoint: str) -> None:
+    """The Python job (run in its own process): the transform Java users get, from Python.
 
-
-def _format_dead_letter(row: Any) -> str:
-    return f"{row.element}\t{row.stage}\t{row.error}"
-
-
-def run_python(rows_file: Path, model: Path, out: Path, endpoint: str) -> float:
-    """Runs the Python pipeline on the Prism job server; returns seconds from submit to done."""
+    Lines are appended per bundle as the Java example does (Beam's WriteToText reads side
+    inputs, which Prism refuses from a LOOPBACK worker's state channel without a worker id).
+    """
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from liveinference_expansion import ConfiguredRunInference
@@ -77,118 +85,199 @@ def run_python(rows_file: Path, model: Path, out: Path, endpoint: str) -> float:
     options = PipelineOptions(
         runner="PortableRunner", job_endpoint=endpoint, environment_type="LOOPBACK"
     )
-    started = time.perf_counter()
     with beam.Pipeline(options=options) as pipeline:
         results = (
             pipeline
-            | beam.io.ReadFromText(str(rows_file))
+            | beam.io.ReadFromText(rows_file)
             | ConfiguredRunInference(
-                "sklearn_numpy", {"model_uri": str(model)}, preprocess=[PARSE],
+                "sklearn_numpy", {"model_uri": model}, preprocess=[PARSE],
                 exception_handling=True,
             )
         )
-        _ = (results["predictions"] | "Format" >> beam.Map(_format_prediction)
-             | "Write" >> beam.ParDo(AppendLines(str(out / "py-predictions.tsv"))))
-        _ = (results["dead_letters"] | "FormatDead" >> beam.Map(_format_dead_letter)
-             | "WriteDead" >> beam.ParDo(AppendLines(str(out / "py-dead.tsv"))))
-    return time.perf_counter() - started
+        _ = (results["predictions"]
+             | "Format" >> beam.Map(lambda r: f"{r.example}\t{r.inference}\t{r.model_id}")
+             | "Write" >> beam.ParDo(AppendLines(out)))
 
 
-def run_java(rows_file: Path, model: Path, out: Path, endpoint: str, service: str) -> float:
-    """Runs the Java example on the Prism job server; returns seconds from launch to done."""
-    command = xlang_runtime.java_command(
-        "dev.liveinference.examples.ClassifyRows",
-        f"--input={rows_file}", f"--model={model}",
-        f"--predictions={out / 'java-predictions.tsv'}", f"--deadLetters={out / 'java-dead.tsv'}",
-        f"--expansionService={service}", *xlang_runtime.runner_args("prism", endpoint),
+def _command(variant: str, runner: str, endpoint: str, service: str, rows_file: Path,
+             model: Path, out: Path, crossing_batch: int) -> List[str]:
+    if variant == "python":
+        return [sys.executable, str(Path(__file__).resolve()), "--child", str(rows_file),
+                str(model), str(out), endpoint]
+    common = [f"--input={rows_file}", f"--model={model}", f"--predictions={out}",
+              f"--expansionService={service}", *xlang_runtime.runner_args(runner, endpoint)]
+    if variant == "stock_java":
+        return xlang_runtime.java_command("dev.liveinference.examples.StockBeamClassify", *common)
+    extra = [f"--crossingBatch={crossing_batch}"] if variant == "java_batched" else []
+    return xlang_runtime.java_command(
+        "dev.liveinference.examples.ClassifyRows", *common,
+        f"--deadLetters={out.with_suffix('.dead')}", *extra,
     )
+
+
+def _job(command: List[str], out: Path, rows: int, log: Path) -> float:
     started = time.perf_counter()
-    status, tail = xlang_runtime.run_logged(command, out / "java.log", timeout=1800)
+    status, tail = xlang_runtime.run_logged(command, log, timeout=1800)
+    seconds = time.perf_counter() - started
     if status != 0:
-        raise RuntimeError(f"the Java pipeline failed ({status}):\n{tail}")
-    return time.perf_counter() - started
+        raise RuntimeError(f"{command[-1]} failed ({status}); see {log}:\n{tail}")
+    with open(out) as file:
+        predicted = sum(1 for _ in file)
+    if predicted != rows:
+        raise RuntimeError(f"{predicted} predictions for {rows} rows; see {log}")
+    return seconds
 
 
-def _count(path: Path) -> int:
-    with open(path) as file:
-        return sum(1 for _ in file)
+def _spread(values: List[float]) -> Dict[str, float]:
+    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
 
 
-def _measure(name: str, run: Callable[[Path, Path], float], files: Dict[int, Path],
-             work: Path) -> Dict[str, Any]:
-    timings = {}
-    for rows, rows_file in files.items():
-        out = work / f"{name}-{rows}"
-        out.mkdir()
-        seconds = run(rows_file, out)
-        predicted = _count(out / f"{'py' if name == 'python' else 'java'}-predictions.tsv")
-        if predicted != rows:
-            raise RuntimeError(f"{name}: {predicted} predictions for {rows} rows")
-        timings[rows] = seconds
-        logging.info("%s: %d rows in %.1f s", name, rows, seconds)
+@contextlib.contextmanager
+def _runner(kind: str, work: Path) -> Iterator[Any]:
+    start = xlang_runtime.start_prism if kind == "prism" else xlang_runtime.start_flink
+    with start(work) as running:
+        yield running
+
+
+def measure_runner(kind: str, args: argparse.Namespace, files: Dict[int, Path], model: Path,
+                   work: Path) -> Dict[str, Any]:
+    """Runs every variant `args.repeats` times at both sizes on one runner."""
+    # Flink's Java job server cannot dial the pool's Unix socket: PROCESS workers there.
+    flags = ["--allow-inline-source"] + (["--process-workers"] if kind == "flink" else [])
+    seconds: Dict[str, Dict[int, List[float]]] = {v: {n: [] for n in files} for v in args.variants}
+    folder = work / kind
+    folder.mkdir()
+    with xlang_runtime.start_service(folder, *flags) as service, _runner(kind, folder) as runner:
+        for repeat in range(args.repeats):
+            for variant in args.variants:
+                for rows, rows_file in files.items():
+                    out = folder / f"{variant}-{rows}-{repeat}.tsv"
+                    command = _command(variant, kind, runner.address, service.address,
+                                       rows_file, model, out, args.crossing_batch)
+                    took = _job(command, out, rows, out.with_suffix(".log"))
+                    seconds[variant][rows].append(took)
+                    _LOGGER.info("%s %s %d rows: %.1f s", kind, variant, rows, took)
     small, large = min(files), max(files)
-    fixed = timings[small]
-    return {
-        "seconds": timings[large],
-        "fixed_seconds": fixed,
-        "rows_per_second": large / timings[large],
-        # Net of the fixed cost; None when the large run was not longer than the small one.
-        "net_rows_per_second": (large - small) / (timings[large] - fixed)
-        if timings[large] > fixed else None,
-    }
+    result: Dict[str, Any] = {}
+    for variant, runs in seconds.items():
+        net = [(large - small) / (big - fixed)
+               for big, fixed in zip(runs[large], runs[small]) if big > fixed]
+        result[variant] = {
+            "seconds": runs,
+            "rows_per_second": _spread([large / s for s in runs[large]]),
+            "fixed_seconds": _spread(runs[small]),
+            "net_rows_per_second": _spread(net) if net else None,
+        }
+    if "python" in result:
+        base = result["python"]
+        for variant in result:
+            ours = result[variant]
+            ours["over_python"] = (ours["rows_per_second"]["median"]
+                                   / base["rows_per_second"]["median"])
+            ours["over_python_net"] = (
+                ours["net_rows_per_second"]["median"] / base["net_rows_per_second"]["median"]
+                if ours["net_rows_per_second"] and base["net_rows_per_second"] else None)
+    return result
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=200_000)
-    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "xlang.json"))
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    missing = xlang_runtime.missing_pieces("java", "prism")
-    if missing:
-        raise SystemExit("missing " + "; ".join(missing))
+def plot(results: Dict[str, Any], path: Path) -> None:
+    """Median rows/s (min-max bars) and fixed seconds per variant and runner."""
+    import matplotlib
 
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+    runners = list(results)
+    width = 0.8 / max(1, len(VARIANTS))
+    for index, variant in enumerate(VARIANTS):
+        for axis, key in zip(axes, ("rows_per_second", "fixed_seconds")):
+            xs, medians, lows, highs = [], [], [], []
+            for position, runner in enumerate(runners):
+                if variant not in results[runner]:
+                    continue
+                spread = results[runner][variant][key]
+                xs.append(position + index * width)
+                medians.append(spread["median"])
+                lows.append(spread["median"] - spread["min"])
+                highs.append(spread["max"] - spread["median"])
+            if xs:
+                axis.bar(xs, medians, width, yerr=[lows, highs], capsize=3, label=variant)
+    for axis, title in zip(axes, ("rows/s end to end (median, min-max)", "fixed cost, s")):
+        axis.set_xticks([p + width * (len(VARIANTS) - 1) / 2 for p in range(len(runners))])
+        axis.set_xticklabels(runners)
+        axis.set_title(title)
+    axes[0].legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path)
+
+
+def _write_inputs(work: Path, sizes: List[int]) -> Dict[int, Path]:
     from sklearn.linear_model import LogisticRegression
 
-    work = Path(tempfile.mkdtemp(prefix="liveinference-xlang-bench-"))
     rng = numpy.random.default_rng(0)
-    x = rng.normal(size=(args.rows, FEATURES))
-    model_path = work / "model.pkl"
-    with open(model_path, "wb") as file:
+    x = rng.normal(size=(max(sizes), FEATURES))
+    model = work / "model.pkl"
+    with open(model, "wb") as file:
         pickle.dump(LogisticRegression().fit(x[:2000], (x[:2000, 0] > 0).astype(int)), file)
     files = {}
-    for rows in (SMALL_ROWS, args.rows):
+    for rows in sorted(sizes):
         path = work / f"rows-{rows}.csv"
         with open(path, "w") as file:
             for row in x[:rows]:
                 file.write(",".join(repr(float(v)) for v in row) + "\n")
         files[rows] = path
+    return files
 
-    with xlang_runtime.start_service(work) as service, xlang_runtime.start_prism(work) as prism:
-        java = _measure("java", lambda f, o: run_java(f, model_path, o, prism.address,
-                                                       service.address), files, work)
-        python = _measure("python", lambda f, o: run_python(f, model_path, o, prism.address),
-                          files, work)
-    result = {
+
+def main() -> int:
+    """Runs the benchmark; writes the JSON and the plot."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--small-rows", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--runners", default="prism,flink")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--crossing-batch", type=int, default=500)
+    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "xlang.json"))
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.child:
+        run_python_child(*args.child)
+        return 0
+    args.variants = [v for v in args.variants.split(",") if v]
+    runners = [r for r in args.runners.split(",") if r]
+    unknown = sorted(set(args.variants) - set(VARIANTS)) + sorted(
+        set(runners) - {"prism", "flink"})
+    if unknown or args.rows <= args.small_rows:
+        raise SystemExit(f"unknown variants/runners {unknown}, or --rows {args.rows} not above "
+                         f"--small-rows {args.small_rows}; variants are {VARIANTS}")
+    missing = xlang_runtime.missing_pieces("java", *runners)
+    if missing:
+        raise SystemExit("missing " + "; ".join(missing))
+    work = Path(tempfile.mkdtemp(prefix="liveinference-xlang-bench-"))
+    files = _write_inputs(work, [args.small_rows, args.rows])
+    load = os.getloadavg()
+    results = {runner: measure_runner(runner, args, files, work / "model.pkl", work)
+               for runner in runners}
+    report = {
         "benchmark": "xlang",
-        "description": "CSV rows -> ConfiguredRunInference (parse, sklearn LogisticRegression, "
-                       "dead letters) -> file, on one Prism job server; Java pipeline through "
-                       "the expansion service vs the same transform in a Python pipeline",
-        "rows": args.rows,
-        "features": FEATURES,
-        "runner": f"Prism {xlang_runtime.PRISM.parent.name} (Beam Java/Python 2.62.0)",
-        "java": java,
-        "python": python,
-        "java_over_python": java["rows_per_second"] / python["rows_per_second"],
-        "java_over_python_net": java["net_rows_per_second"] / python["net_rows_per_second"]
-        if java["net_rows_per_second"] and python["net_rows_per_second"] else None,
+        "description": __doc__.split("\n\n")[1].strip(),
+        "rows": args.rows, "small_rows": args.small_rows, "repeats": args.repeats,
+        "features": FEATURES, "crossing_batch": args.crossing_batch,
+        "beam": "Java/Python 2.62.0; Prism " + xlang_runtime.PRISM.parent.name,
+        "results": results,
+        "load_average_before": load, "load_average_after": os.getloadavg(),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "python": platform.python_version()},
-        "command": f"python benchmarks/xlang.py --rows {args.rows}",
+        "command": "python benchmarks/xlang.py " + " ".join(sys.argv[1:]),
     }
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    plot(results, output.with_suffix(".png"))
+    _LOGGER.info("wrote %s and %s", output, output.with_suffix(".png"))
     return 0
 
 
