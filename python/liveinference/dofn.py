@@ -27,16 +27,25 @@ from liveinference.metrics import InferenceMetrics
 from liveinference.refresh.config import RefreshConfig
 from liveinference.refresh.refresher import start_refresher
 from liveinference.refresh.slot import LoadReport, ModelSlot, ServingModel
+from liveinference.rollout.consensus import SHADOW_TAG, STATS_TAG
 from liveinference.rollout.serving import serve_rollout
 from liveinference.rollout.state import RolloutState
 from liveinference.sharing import ModelCopies, SlotAccess
 from liveinference.timeouts import call_with_timeout
 
-__all__ = ["FAILED", "FAILED_MODEL_LOADS", "SHADOW", "InferenceDoFn", "crash_model_id"]
+__all__ = [
+    "FAILED",
+    "FAILED_MODEL_LOADS",
+    "ROLLOUT_STATS",
+    "SHADOW",
+    "InferenceDoFn",
+    "crash_model_id",
+]
 
 FAILED = "failed"
 FAILED_MODEL_LOADS = "failed_model_loads"
-SHADOW = "shadow"
+SHADOW = SHADOW_TAG
+ROLLOUT_STATS = STATS_TAG
 
 _LOG = logging.getLogger(__name__)
 
@@ -221,7 +230,13 @@ class InferenceDoFn(beam.DoFn):
                 rollout.router,
             )
             results, dead, shadow = outcome.results, outcome.failures, outcome.shadow
-            rollout.judge(slot)
+            if rollout.config.shared_decision:
+                for stats in outcome.stats:
+                    role, role_stats = stats
+                    item = (role, role_stats, rollout.staged_at())
+                    yield TaggedOutput(ROLLOUT_STATS, (candidate.model_id, item))
+            else:
+                rollout.judge(slot)
         yield from results
         for element, failure, model_id in dead:
             yield TaggedOutput(

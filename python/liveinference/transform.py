@@ -14,13 +14,14 @@ from liveinference.batched.transform import OnBatches
 from liveinference.batching import HandlerBatching
 from liveinference.contract import ModelHandler
 from liveinference.deadletter import ExceptionTypes, FailureRecord, FailureThreshold, RunInferenceDLQ
-from liveinference.dofn import FAILED, FAILED_MODEL_LOADS, SHADOW, InferenceDoFn, crash_model_id
+from liveinference.dofn import FAILED, FAILED_MODEL_LOADS, InferenceDoFn, crash_model_id
 from liveinference.processing import ApplyFns
 from liveinference.refresh.config import RefreshConfig
 from liveinference.refresh.model_versions import PublishModelVersions
 from liveinference.refresh.pipeline_run import channel_for_run, run_id_of
 from liveinference.refresh.validate import ModelValidation
 from liveinference.rollout.config import RolloutConfig
+from liveinference.rollout.consensus import rollout_outputs, rollout_tags
 from liveinference.rollout.policy import RolloutGates
 from liveinference.settings import checked_number
 from liveinference.sharing import SlotAccess
@@ -229,6 +230,7 @@ class RunInference(beam.PTransform):
         shadow: bool = False,
         seed: int = 0,
         gates: Optional[RolloutGates] = None,
+        decide_every: Optional[int] = None,
     ) -> "RunInference":
         """Rolls each new model version out gradually, judged by gates, instead of at once.
 
@@ -253,6 +255,10 @@ class RunInference(beam.PTransform):
             shadow: Shadow the new version instead of letting it serve.
             seed: Changes which elements fall in the share.
             gates: When to promote or roll back; defaults to `RolloutGates()`.
+            decide_every: One decision for all workers: a Beam combine sums every
+                worker's statistics, decides after every `decide_every` batches' and
+                publishes the decision on the run's channel (see
+                `liveinference.rollout.consensus`); unset, each worker decides alone.
 
         Returns:
             This transform.
@@ -266,7 +272,9 @@ class RunInference(beam.PTransform):
                 "with_rollout needs new model versions to roll out: give RunInference "
                 "watch_model_pattern= or model_metadata_pcoll="
             )
-        rollout = RolloutConfig(canary_share, shadow, seed, gates or RolloutGates())
+        rollout = RolloutConfig(
+            canary_share, shadow, seed, gates or RolloutGates(), decide_every
+        )
         self._refresh = dataclasses.replace(self._refresh, rollout=rollout)
         return self
 
@@ -304,6 +312,12 @@ class RunInference(beam.PTransform):
             _ = self._model_metadata_pcoll | "PublishModelVersions" >> PublishModelVersions(
                 channel
             )
+        if refresh.rollout is not None and refresh.rollout.shared_decision:
+            decisions = channel_for_run(
+                pcoll.pipeline, self._channel_root, f"{self._model_tag}-rollout"
+            )
+            rollout = dataclasses.replace(refresh.rollout, decisions=decisions)
+            refresh = dataclasses.replace(refresh, rollout=rollout)
         # One slot per model and run: a new run never picks up an old run's model.
         slot_tag = f"{self._model_tag}-{run_id_of(pcoll.pipeline)}"
         if self._on_batches is not None:
@@ -361,17 +375,19 @@ class RunInference(beam.PTransform):
         dofn = InferenceDoFn(handler, namespace, slot_tag, self._catch, self._timeout, refresh)
         pardo = beam.ParDo(dofn, self._inference_args)
         pardo.with_resource_hints(**handler.get_resource_hints())
-        shadow = refresh.rollout is not None and refresh.rollout.shadow
+        rollout = refresh.rollout
+        extra = rollout_tags(rollout)
         if self._catch is None:
-            if not shadow:
+            if not extra:
                 return batches | "RunInference" >> pardo, None, None, None
-            outputs = batches | "RunInference" >> pardo.with_outputs(SHADOW, main="main")
-            return outputs.main, None, None, outputs[SHADOW]
-        tags = (FAILED, FAILED_MODEL_LOADS, SHADOW) if shadow else (FAILED, FAILED_MODEL_LOADS)
+            outputs = batches | "RunInference" >> pardo.with_outputs(*extra, main="main")
+            _, shadows = rollout_outputs(outputs, rollout, None)
+            return outputs.main, None, None, shadows
+        tags = (FAILED, FAILED_MODEL_LOADS, *extra)
         if not self._use_subprocess:
             outputs = batches | "RunInference" >> pardo.with_outputs(*tags, main="main")
-            shadows = outputs[SHADOW] if shadow else None
-            return outputs.main, outputs[FAILED], outputs[FAILED_MODEL_LOADS], shadows
+            loads, shadows = rollout_outputs(outputs, rollout, outputs[FAILED_MODEL_LOADS])
+            return outputs.main, outputs[FAILED], loads, shadows
         outputs = batches | "RunInference" >> pardo.with_exception_handling(
             main_tag="main", dead_letter_tag=_CRASHED, exc_class=self._catch, use_subprocess=True
         )
@@ -379,6 +395,6 @@ class RunInference(beam.PTransform):
             _crash_records, crash_model_id(handler, refresh)
         )
         failed = (outputs[FAILED], crashed) | "FailedInferences" >> beam.Flatten()
-        shadows = outputs[SHADOW] if shadow else None
-        return outputs.main, failed, outputs[FAILED_MODEL_LOADS], shadows
+        loads, shadows = rollout_outputs(outputs, rollout, outputs[FAILED_MODEL_LOADS])
+        return outputs.main, failed, loads, shadows
 

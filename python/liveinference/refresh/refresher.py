@@ -114,6 +114,7 @@ class Refresher:
 
     def poll_once(self) -> None:
         """Polls every source once and loads what the policy picks; on the caller's thread."""
+        self._follow_rollout()
         for index, source in enumerate(self._sources):
             try:
                 offered = source.poll()
@@ -128,6 +129,17 @@ class Refresher:
             version = version_to_load(offered, self._serving_fingerprint, failed)
             if version is not None:
                 self._load(version)
+
+    def _follow_rollout(self) -> None:
+        """Acts on a rollout decision made for all workers, if the step shares one."""
+        slot = self._slot()
+        rollout = getattr(slot, "rollout", None)
+        if rollout is None or not rollout.config.shared_decision:
+            return
+        try:
+            rollout.follow(slot)
+        except Exception as error:  # noqa: BLE001 - read again at the next poll
+            _LOG.warning("cannot read the rollout decision: %s; reading again", error)
 
     def _poll_failed(self, index: int, source: Any, error: BaseException) -> None:
         """Logs a failed poll; records it on the slot when the error is new for the source."""

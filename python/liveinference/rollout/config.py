@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, Optional
 
 from liveinference.rollout.policy import RolloutGates
 from liveinference.rollout.routing import Router
@@ -21,18 +22,35 @@ class RolloutConfig:
             model's predictions go to the main output.
         seed: Changes which elements fall in the share.
         gates: When the new version is promoted or rolled back.
+        decide_every: If set, one decision for all workers: a Beam combine sums their
+            statistics, deciding after every `decide_every` batches' statistics, and the
+            decision is published on `decisions`; else each worker decides on what it saw.
+        decisions: The run's rollout channel (an EventChannel), set when the step expands.
 
     Raises:
-        TypeError, ValueError: if `canary_share` is not in (0, 1].
+        TypeError, ValueError: if `canary_share` is not in (0, 1] or `decide_every` is not
+            a positive int.
     """
 
     canary_share: float = 0.1
     shadow: bool = False
     seed: int = 0
     gates: RolloutGates = dataclasses.field(default_factory=RolloutGates)
+    decide_every: Optional[int] = None
+    decisions: Any = None
 
     def __post_init__(self) -> None:
         self.router()  # checks the share
+        every = self.decide_every
+        if every is not None and (isinstance(every, bool) or not isinstance(every, int)):
+            raise TypeError(f"decide_every must be an int (batches), got {every!r}")
+        if every is not None and every < 1:
+            raise ValueError(f"decide_every must be at least 1 batch, got {every}")
+
+    @property
+    def shared_decision(self) -> bool:
+        """True when one decision is made for all workers (see `decide_every`)."""
+        return self.decide_every is not None
 
     def router(self) -> Router:
         """Returns the router that picks the new version's elements."""

@@ -47,11 +47,13 @@ class RolloutBatch:
         results: The main output's predictions, typed with their roles.
         failures: (element, error, model_id) of elements dead-lettered.
         shadow: ShadowPairs for the shadow output.
+        stats: (role, RoleStats) of each part served, for a decision shared by all workers.
     """
 
     results: List[Any]
     failures: List[Tuple[Any, BaseException, str]]
     shadow: List[ShadowPair]
+    stats: List[Tuple[str, RoleStats]]
 
 
 def serve_rollout(
@@ -77,32 +79,46 @@ def serve_rollout(
         The batch's outputs.
     """
     stable_at, candidate_at = router.split(batch)
+    stats: List[Tuple[str, RoleStats]] = []
     if state.config.shadow:
-        results, failures = _timed(serve, stable, list(batch), state, STABLE)
+        results, failures = _timed(serve, stable, list(batch), state, STABLE, stats)
         copies = [batch[i] for i in candidate_at]
-        shadow, _ = _timed(serve, candidate, copies, state, SHADOW)
+        shadow, _ = _timed(serve, candidate, copies, state, SHADOW, stats)
         pairs = _pairs(shadow, results, batch, candidate_at)
-        _count_agreement(pairs, candidate.model_id, state)
+        if pairs:
+            agreed = sum(_equal(_inference(p.shadow), _inference(p.stable)) for p in pairs)
+            compared = RoleStats(compared=len(pairs), agreed=agreed)
+            state.add(candidate.model_id, SHADOW, compared)
+            stats.append((SHADOW, compared))
         dead = [(element, error, stable.model_id) for element, error in failures]
-        return RolloutBatch(with_role(results, STABLE), dead, pairs)
-    results, failures = _timed(serve, stable, [batch[i] for i in stable_at], state, STABLE)
+        return RolloutBatch(with_role(results, STABLE), dead, pairs, stats)
+    results, failures = _timed(
+        serve, stable, [batch[i] for i in stable_at], state, STABLE, stats
+    )
     canary, canary_failures = _timed(
-        serve, candidate, [batch[i] for i in candidate_at], state, CANARY
+        serve, candidate, [batch[i] for i in candidate_at], state, CANARY, stats
     )
     dead = [(element, error, stable.model_id) for element, error in failures]
     dead += [(element, error, candidate.model_id) for element, error in canary_failures]
-    return RolloutBatch(with_role(results, STABLE) + with_role(canary, CANARY), dead, [])
+    return RolloutBatch(with_role(results, STABLE) + with_role(canary, CANARY), dead, [], stats)
 
 
 def _timed(
-    serve: Serve, serving: Any, part: List[Any], state: RolloutState, role: str
+    serve: Serve,
+    serving: Any,
+    part: List[Any],
+    state: RolloutState,
+    role: str,
+    stats: List[Tuple[str, RoleStats]],
 ) -> Tuple[List[Any], Failures]:
     if not part:
         return [], []
     started = time.perf_counter()
     results, failures = serve(serving, part)
     latency_ms = (time.perf_counter() - started) * 1000
-    state.add(serving.model_id, role, RoleStats.of_batch(len(results), len(failures), latency_ms))
+    part_stats = RoleStats.of_batch(len(results), len(failures), latency_ms)
+    state.add(serving.model_id, role, part_stats)
+    stats.append((role, part_stats))
     return results, failures
 
 
@@ -134,13 +150,6 @@ def _example(result: Any) -> Any:
 
 def _inference(result: Any) -> Any:
     return getattr(_prediction(result), "inference", result)
-
-
-def _count_agreement(pairs: List[ShadowPair], model_id: str, state: RolloutState) -> None:
-    if not pairs:
-        return
-    agreed = sum(_equal(_inference(p.shadow), _inference(p.stable)) for p in pairs)
-    state.add(model_id, SHADOW, RoleStats(compared=len(pairs), agreed=agreed))
 
 
 def _equal(left: Any, right: Any) -> bool:

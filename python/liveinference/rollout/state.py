@@ -16,13 +16,14 @@ import threading
 import time
 from typing import Any, Dict, Optional, Set, Tuple
 
+from liveinference.contract import ModelMetadata
 from liveinference.deadletter import FailureRecord
 from liveinference.rollout.config import RolloutConfig
 from liveinference.rollout.policy import Action, Decision, decide
 from liveinference.rollout.roles import CANARY, SHADOW, STABLE
 from liveinference.rollout.stats import RoleStats
 
-__all__ = ["ROLLOUT_STAGE", "CanaryRolledBack", "RolloutState"]
+__all__ = ["ROLLOUT_STAGE", "CanaryRolledBack", "RolloutState", "decision_of", "rollback_error"]
 
 ROLLOUT_STAGE = "rollout"
 
@@ -33,12 +34,31 @@ class CanaryRolledBack(RuntimeError):
     """A new model version failed its rollout gates: the message names them and the numbers."""
 
 
+def rollback_error(model_id: str, decision: Decision) -> CanaryRolledBack:
+    """Returns the error a rollback's dead letter carries: the failed gates and numbers."""
+    return CanaryRolledBack(
+        f"model {model_id} rolled back: {'; '.join(decision.reasons)}; numbers: "
+        f"{decision.numbers}; it is not loaded again until its file changes"
+    )
+
+
+def decision_of(offer: Any) -> Optional[Tuple[str, Action]]:
+    """Reads a decision message: (candidate model_id, action), or None if it is not one."""
+    if not isinstance(offer, ModelMetadata):
+        return None
+    try:
+        return offer.model_id, Action(offer.model_name)
+    except ValueError:
+        return None
+
+
 @dataclasses.dataclass(frozen=True)
 class _Candidate:
     serving: Any  # the refresh slot's ServingModel
     fingerprint: Tuple[Any, ...]
     offer: Any
     since: float
+    staged_at: float
 
 
 class RolloutState:
@@ -55,6 +75,7 @@ class RolloutState:
         self._candidate: Optional[_Candidate] = None
         self._stats: Dict[str, RoleStats] = {}
         self._settled: Set[Tuple[Any, ...]] = set()
+        self._last_decision: Optional[str] = None
 
     def candidate(self) -> Any:
         """Returns the candidate's ServingModel, or None when no rollout is under way."""
@@ -70,7 +91,9 @@ class RolloutState:
             offer: What its source offered (a failed rollout's dead letter shows it).
         """
         with self._lock:
-            self._candidate = _Candidate(serving, fingerprint, offer, time.monotonic())
+            self._candidate = _Candidate(
+                serving, fingerprint, offer, time.monotonic(), time.time()
+            )
             self._stats = {}
         mode = "shadow" if self.config.shadow else "canary"
         _LOG.info(
@@ -79,6 +102,11 @@ class RolloutState:
             mode,
             self.config.canary_share,
         )
+
+    def staged_at(self) -> float:
+        """Returns the Unix time the candidate was staged (now, if there is none)."""
+        candidate = self._candidate
+        return candidate.staged_at if candidate is not None else time.time()
 
     def excluded(self) -> Set[Tuple[Any, ...]]:
         """Fingerprints the refresher must not load again: the candidate's, and those of
@@ -102,6 +130,37 @@ class RolloutState:
         """Returns the statistics per role since the candidate was staged."""
         with self._lock:
             return dict(self._stats)
+
+    def follow(self, slot: Any) -> None:
+        """Acts on the newest decision published for the candidate, when all workers share
+        one (`RolloutConfig.decision_window_seconds`); from the refresher's thread.
+
+        Args:
+            slot: The ModelSlot to promote into.
+
+        Raises:
+            OSError, PermissionError, ValueError: if the channel cannot be read (the
+                refresher logs and polls again).
+        """
+        channel = self.config.decisions
+        newest = channel.newest() if channel is not None else None
+        if newest is None or newest == self._last_decision:
+            return
+        self._last_decision = newest
+        read = channel.read(newest)
+        decided = decision_of(read[0]) if read is not None else None
+        with self._lock:
+            candidate = self._candidate
+            if decided is None or candidate is None:
+                return
+            model_id, action = decided
+            if model_id != candidate.serving.model_id or action is Action.WAIT:
+                return
+            self._candidate = None
+            self._settled.add(candidate.fingerprint)
+        if action is Action.PROMOTE:
+            slot.swap(candidate.serving)
+        _LOG.info("%s model %s: decided on every worker's statistics", action.value, model_id)
 
     def judge(self, slot: Any) -> Optional[Decision]:
         """Decides on the candidate from this process's statistics and acts on it.
@@ -136,10 +195,7 @@ class RolloutState:
             slot.swap(candidate.serving)
             _LOG.info("promoted model %s: %s", model_id, decision.describe())
             return
-        error = CanaryRolledBack(
-            f"model {model_id} rolled back: {'; '.join(decision.reasons)}; numbers: "
-            f"{decision.numbers}; it is not loaded again until its file changes"
-        )
+        error = rollback_error(model_id, decision)
         slot.record(FailureRecord.of(candidate.offer, ROLLOUT_STAGE, error, model_id))
         current = slot.current()
         _LOG.warning(
