@@ -57,13 +57,73 @@ def test_dead_letters_keep_beams_fields_first_and_add_failed_model_loads():
     assert ours[3:] == ("failed_model_loads",)
 
 
+# RunInference's keyword-only parameters Beam 2.77 added after model_identifier.
+RUNINFERENCE_2_77 = ["use_model_manager", "model_manager_args", "monitoring_transform"]
+
+
+def _runinference_names_as_of_2_77(names: list) -> list:
+    """Beam's RunInference parameters, with 2.77's additions if the installed Beam lacks them."""
+    if RUNINFERENCE_2_77[0] in names:
+        return names
+    at = names.index("model_identifier") + 1
+    return names[:at] + RUNINFERENCE_2_77 + names[at:]
+
+
 def test_runinference_takes_beams_arguments_except_the_test_clock():
     ours = _parameters(liveinference.RunInference.__init__)
     beams = [name for name in _parameters(beam_base.RunInference.__init__) if name != "clock"]
-    assert ours == beams
+    assert ours == _runinference_names_as_of_2_77(beams)
     assert _parameters(liveinference.RunInference.with_exception_handling) == _parameters(
         beam_base.RunInference.with_exception_handling
     )
+    if hasattr(beam_base.RunInference, "with_monitoring_transform"):
+        assert _parameters(liveinference.RunInference.with_monitoring_transform) == _parameters(
+            beam_base.RunInference.with_monitoring_transform
+        )
+
+
+class _Outlet(beam.PTransform):
+    """A monitoring transform that keeps the PCollection it was given, for the test to collect."""
+
+    def __init__(self):
+        super().__init__()
+        self.given = None
+
+    def expand(self, predictions):
+        self.given = predictions
+        return predictions
+
+
+def test_the_monitoring_transform_gets_the_predictions_before_postprocessing(
+    run_pipeline, sklearn_model_path, dataset
+):
+    rows = list(dataset[0][:12])
+    handler = our_sklearn.SklearnModelHandlerNumpy(sklearn_model_path).with_postprocess_fn(
+        lambda result: int(result.inference)
+    )
+    given, chained = _Outlet(), _Outlet()
+
+    def build(p):
+        source = p | beam.Create(rows)
+        results = source | "Given" >> our_base.RunInference(handler, monitoring_transform=given)
+        _ = source | "Chained" >> our_base.RunInference(handler).with_monitoring_transform(chained)
+        return {"results": results, "given": given.given, "chained": chained.given}
+
+    out = run_pipeline(build)
+    for monitored in (out["given"], out["chained"]):
+        assert all(isinstance(r, liveinference.PredictionResult) for r in monitored)
+        assert {r.model_id for r in monitored} == {sklearn_model_path}
+        assert sorted(int(r.inference) for r in monitored) == sorted(out["results"])
+    assert len(out["results"]) == 12
+    assert "monitoring_transform" in our_base.RunInference(
+        handler, monitoring_transform=_Outlet()
+    ).annotations()
+
+
+@pytest.mark.parametrize("arguments", [{"use_model_manager": True}, {"model_manager_args": {"x": 1}}])
+def test_beams_model_manager_is_refused_naming_what_to_use_instead(sklearn_model_path, arguments):
+    with pytest.raises(ValueError, match="does not run Beam's ModelManager.*large_model=True"):
+        our_base.RunInference(our_sklearn.SklearnModelHandlerNumpy(sklearn_model_path), **arguments)
 
 
 @pytest.mark.parametrize("name", ["SklearnModelHandlerNumpy", "SklearnModelHandlerPandas"])

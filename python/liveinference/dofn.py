@@ -106,6 +106,7 @@ class InferenceDoFn(beam.DoFn):
         self._report_metrics = not self._handler.override_metrics(self._namespace)
         self._metrics = {}
         self._slot = SlotAccess(self._handler, self._model_tag).acquire()
+        self._slot.attach()
         rollout = self._refresh.rollout
         if rollout is not None:
             self._slot.enable_rollout(lambda: RolloutState(rollout))
@@ -115,7 +116,13 @@ class InferenceDoFn(beam.DoFn):
             self._slot.wait_for_model(self._timeout)
 
     def teardown(self) -> None:
+        if self._slot is not None:
+            self._slot.detach()
         self._slot = None
+
+    def _serving_model(self, slot: ModelSlot) -> ServingModel:
+        """Returns the model for the batch being processed: the slot's serving model."""
+        return slot.current() or slot.wait_for_model(self._timeout)
 
     def _metrics_for(self, model_name: str) -> Optional[InferenceMetrics]:
         if not self._report_metrics:
@@ -199,7 +206,7 @@ class InferenceDoFn(beam.DoFn):
         slot = self._slot
         assert slot is not None, "setup() has not run"
         try:
-            serving = slot.current() or slot.wait_for_model(self._timeout)
+            serving = self._serving_model(slot)
         except Exception as error:
             if not self._catches(error):
                 raise

@@ -15,6 +15,13 @@ from liveinference.batching import HandlerBatching
 from liveinference.contract import ModelHandler
 from liveinference.deadletter import ExceptionTypes, FailureRecord, FailureThreshold, RunInferenceDLQ
 from liveinference.dofn import FAILED, FAILED_MODEL_LOADS, InferenceDoFn, crash_model_id
+from liveinference.event_time import (
+    EventTimeInferenceDoFn,
+    RouteByEventTime,
+    by_event_time,
+    crashed_elements,
+    routed_batching,
+)
 from liveinference.processing import ApplyFns
 from liveinference.refresh.config import RefreshConfig
 from liveinference.refresh.model_versions import PublishModelVersions
@@ -37,11 +44,12 @@ def _crash_records(
 ) -> Iterator[FailureRecord]:
     """Turns a batch whose worker subprocess died into one record per element."""
     batch, (error_type, error_repr, lines) = crash
+    elements = crashed_elements(batch, model_id)
     message = (
         f"the inference subprocess died on this element's batch ({error_repr}); its "
-        f"{len(batch)} elements are dead-lettered together"
+        f"{len(elements)} elements are dead-lettered together"
     )
-    for element in batch:
+    for element, model_id in elements:
         yield FailureRecord(
             element,
             "inference",
@@ -63,8 +71,14 @@ class RunInference(beam.PTransform):
 
     New model versions are loaded off the inference path and swapped in between batches:
     by every worker polling `watch_model_pattern`, or from the `ModelMetadata` events of
-    `model_metadata_pcoll`. A version that fails to load or validate never serves; the
-    last good model keeps serving and the failure is reported.
+    an unbounded `model_metadata_pcoll`. A version that fails to load or validate never
+    serves; the last good model keeps serving and the failure is reported.
+
+    A bounded `model_metadata_pcoll` in a batch pipeline (a backfill) works by event time, as
+    Beam's side inputs do: each element is served by the version whose timestamp is the
+    latest at or before the element's (the handler's own model before the first), so a
+    re-run reproduces which model made which prediction. A version that fails to load is
+    reported and its elements are served by the latest good version before it.
 
     Args:
         model_handler: The handler that loads and runs the model.
@@ -77,6 +91,11 @@ class RunInference(beam.PTransform):
             newest complete file serves.
         model_identifier: A tag shared by RunInference steps that serve the same model,
             so that a worker process loads it once for all of them.
+        use_model_manager: Beam 2.77's switch to its GPU ModelManager; only False is
+            accepted (see Raises).
+        model_manager_args: The ModelManager's arguments; only None is accepted.
+        monitoring_transform: A PTransform applied to a copy of the predictions as
+            inference made them (before the handler's postprocessing functions).
         **kwargs: `interval` (seconds between polls; 10 for a pattern, 1 for events),
             `stop_timestamp` (Unix time to stop polling) and `refresh_channel` (a folder
             on any Beam filesystem every worker can read and write, e.g. "gs://b/events",
@@ -88,8 +107,10 @@ class RunInference(beam.PTransform):
         TypeError: if `model_handler` is not a handler, an unknown keyword is given, or a
             number is not a number.
         ValueError: if the handler refuses `inference_args`, `interval` is not a finite
-            positive number of seconds, or (when the pipeline is built) the event channel
-            is local while the runner's workers run on other machines.
+            positive number of seconds, `use_model_manager` or `model_manager_args` is set,
+            or (when the pipeline is built) a bounded `model_metadata_pcoll` of a batch
+            pipeline comes with `watch_model_pattern`, or the event channel is local while
+            the runner's workers run on other machines.
     """
 
     def __init__(
@@ -101,9 +122,13 @@ class RunInference(beam.PTransform):
         model_metadata_pcoll: Optional[beam.PCollection] = None,
         watch_model_pattern: Optional[str] = None,
         model_identifier: Optional[str] = None,
+        use_model_manager: bool = False,
+        model_manager_args: Optional[Dict[str, Any]] = None,
+        monitoring_transform: Optional[beam.PTransform] = None,
         **kwargs: Any,
     ) -> None:
         super().__init__()
+        _refuse_model_manager(use_model_manager, model_manager_args)
         if not all(hasattr(model_handler, name) for name in ("load_model", "run_inference")):
             raise TypeError(
                 f"RunInference needs a ModelHandler, got {type(model_handler).__name__}; "
@@ -121,6 +146,8 @@ class RunInference(beam.PTransform):
         self._metrics_namespace = metrics_namespace
         self._model_tag = model_identifier or uuid.uuid4().hex
         self._model_metadata_pcoll = model_metadata_pcoll
+        self._event_time = False  # decided when the step expands, see expand()
+        self._monitoring_transform = monitoring_transform
         self._refresh = RefreshConfig.from_arguments(
             watch_model_pattern, model_metadata_pcoll is not None, kwargs
         )
@@ -138,13 +165,31 @@ class RunInference(beam.PTransform):
         return cls(model_handler_provider(**kwargs))
 
     def annotations(self) -> Dict[str, Any]:
-        """Names the handler in the pipeline graph."""
+        """Names the handler, the model tag and any monitoring transform in the graph."""
         handler_type = type(self._model_handler)
+        monitoring = self._monitoring_transform
         return {
             "model_handler": str(self._model_handler),
             "model_handler_type": f"{handler_type.__module__}.{handler_type.__qualname__}",
+            "model_identifier": self._model_tag,
+            **({} if monitoring is None else {"monitoring_transform": str(monitoring)}),
             **super().annotations(),
         }
+
+    def with_monitoring_transform(self, monitoring_transform: beam.PTransform) -> "RunInference":
+        """Applies `monitoring_transform` to a copy of the predictions, as Beam 2.77 does.
+
+        It receives the PCollection of predictions as inference made them, before the
+        handler's postprocessing functions; what it returns is not used.
+
+        Args:
+            monitoring_transform: A PTransform taking a PCollection of predictions.
+
+        Returns:
+            This transform.
+        """
+        self._monitoring_transform = monitoring_transform
+        return self
 
     def with_exception_handling(
         self,
@@ -306,7 +351,8 @@ class RunInference(beam.PTransform):
         handler = self._model_handler
         inputs = pcoll
         refresh = self._refresh
-        if self._model_metadata_pcoll is not None:
+        self._event_time = by_event_time(self._model_metadata_pcoll, refresh, pcoll.pipeline)
+        if self._model_metadata_pcoll is not None and not self._event_time:
             channel = channel_for_run(pcoll.pipeline, self._channel_root, self._model_tag)
             refresh = dataclasses.replace(refresh, channel=channel)
             _ = self._model_metadata_pcoll | "PublishModelVersions" >> PublishModelVersions(
@@ -326,11 +372,18 @@ class RunInference(beam.PTransform):
         pcoll, failed_preprocessing = self._apply_fns(
             pcoll, list(handler.get_preprocess_fns()), "preprocess", slots
         )
+        batching = handler.batch_elements_kwargs()
+        versions = self._model_metadata_pcoll if self._event_time else None
+        if versions is not None:
+            pcoll = pcoll | "RouteByEventTime" >> RouteByEventTime(versions)
+            batching = routed_batching(batching)
         if not handler.should_skip_batching():
-            pcoll = pcoll | "BatchElements" >> HandlerBatching(**handler.batch_elements_kwargs())
+            pcoll = pcoll | "BatchElements" >> HandlerBatching(**batching)
         results, failed_inferences, failed_model_loads, shadow = self._infer(
             pcoll, slot_tag, refresh
         )
+        if self._monitoring_transform is not None:
+            _ = results | "MonitoringOutlet" >> self._monitoring_transform
         results, failed_postprocessing = self._apply_fns(
             results, list(handler.get_postprocess_fns()), "postprocess", slots
         )
@@ -372,7 +425,8 @@ class RunInference(beam.PTransform):
     ) -> Tuple[beam.PCollection, Any, Any, Any]:
         handler = self._model_handler
         namespace = self._metrics_namespace or handler.get_metrics_namespace()
-        dofn = InferenceDoFn(handler, namespace, slot_tag, self._catch, self._timeout, refresh)
+        kind = EventTimeInferenceDoFn if self._event_time else InferenceDoFn
+        dofn = kind(handler, namespace, slot_tag, self._catch, self._timeout, refresh)
         pardo = beam.ParDo(dofn, self._inference_args)
         pardo.with_resource_hints(**handler.get_resource_hints())
         rollout = refresh.rollout
@@ -398,3 +452,16 @@ class RunInference(beam.PTransform):
         loads, shadows = rollout_outputs(outputs, rollout, outputs[FAILED_MODEL_LOADS])
         return outputs.main, failed, loads, shadows
 
+
+def _refuse_model_manager(use_model_manager: bool, model_manager_args: Any) -> None:
+    """Refuses Beam 2.77's ModelManager arguments, saying what to use instead."""
+    if not use_model_manager and model_manager_args is None:
+        return
+    raise ValueError(
+        f"use_model_manager={use_model_manager!r}, model_manager_args={model_manager_args!r}: "
+        "liveinference does not run Beam's ModelManager (many models' copies placed on a GPU "
+        "by measured memory, evicted least recently used); each step serves one model per "
+        "worker process and swaps versions in place. Leave both unset; to share one copy of "
+        "a model among a machine's processes, build the handler with large_model=True "
+        "(model_copies=N for N copies)"
+    )
