@@ -26,7 +26,9 @@ BASE_NAMES = [
 
 
 def _public_methods(cls) -> set:
-    return {name for name, value in vars(cls).items() if callable(value) and not name.startswith("_")}
+    return {
+        name for name, value in vars(cls).items() if callable(value) and not name.startswith("_")
+    }
 
 
 def _parameters(fn) -> list:
@@ -120,7 +122,9 @@ def test_the_monitoring_transform_gets_the_predictions_before_postprocessing(
     ).annotations()
 
 
-@pytest.mark.parametrize("arguments", [{"use_model_manager": True}, {"model_manager_args": {"x": 1}}])
+@pytest.mark.parametrize(
+    "arguments", [{"use_model_manager": True}, {"model_manager_args": {"x": 1}}]
+)
 def test_beams_model_manager_is_refused_naming_what_to_use_instead(sklearn_model_path, arguments):
     with pytest.raises(ValueError, match="does not run Beam's ModelManager.*large_model=True"):
         our_base.RunInference(our_sklearn.SklearnModelHandlerNumpy(sklearn_model_path), **arguments)
@@ -141,21 +145,31 @@ def test_the_library_never_imports_beams_inference_package():
         "[m for m in sys.modules if m.startswith('apache_beam.ml')]\n"
     )
     library = os.path.dirname(os.path.dirname(liveinference.__file__))
-    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": library})
+    subprocess.run(
+        [sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": library}
+    )
 
 
-def test_same_pipeline_gives_the_same_predictions_with_either_import(run_pipeline, sklearn_model_path, dataset):
+def test_same_pipeline_gives_the_same_predictions_with_either_import(
+    run_pipeline, sklearn_model_path, dataset
+):
     x, _ = dataset
     rows = list(x[:30])
 
     def build(p):
         source = p | beam.Create(rows)
         return {
-            "ours": source | "Ours" >> our_base.RunInference(our_sklearn.SklearnModelHandlerNumpy(sklearn_model_path)),
-            "beams": source | "Beams" >> beam_base.RunInference(beam_sklearn.SklearnModelHandlerNumpy(sklearn_model_path)),
+            "ours": source | "Ours" >> our_base.RunInference(
+                our_sklearn.SklearnModelHandlerNumpy(sklearn_model_path)
+            ),
+            "beams": source | "Beams" >> beam_base.RunInference(
+                beam_sklearn.SklearnModelHandlerNumpy(sklearn_model_path)
+            ),
         }
 
     out = run_pipeline(build)
-    as_tuples = lambda results: sorted((tuple(r.example), r.inference, r.model_id) for r in results)  # noqa: E731
+    def as_tuples(results):
+        return sorted((tuple(r.example), r.inference, r.model_id) for r in results)
+
     assert as_tuples(out["ours"]) == as_tuples(out["beams"])
     assert len(out["ours"]) == 30

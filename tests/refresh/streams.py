@@ -70,7 +70,9 @@ def live(events: beam.PCollection, label: str = "Live") -> beam.PCollection:
     now = time.time()
     nothing = (
         events.pipeline
-        | f"{label}Source" >> PeriodicImpulse(start_timestamp=now, stop_timestamp=now + 1, fire_interval=1)
+        | f"{label}Source" >> PeriodicImpulse(
+            start_timestamp=now, stop_timestamp=now + 1, fire_interval=1
+        )
         | f"{label}Nothing" >> beam.FlatMap(lambda _: [])
     )
     return (events, nothing) | f"{label}Events" >> beam.Flatten()

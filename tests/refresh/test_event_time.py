@@ -14,7 +14,13 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.transforms.periodicsequence import PeriodicImpulse
 from apache_beam.transforms.window import TimestampedValue
 
-from liveinference import KeyedModelHandler, KeyModelMapping, KeyModelPathMapping, ModelMetadata, RunInference
+from liveinference import (
+    KeyedModelHandler,
+    KeyModelMapping,
+    KeyModelPathMapping,
+    ModelMetadata,
+    RunInference,
+)
 from liveinference.frameworks.sklearn import SklearnModelHandlerNumpy
 from liveinference.refresh.event_versions import Routed, Timeline, VersionChain, by_version
 
@@ -68,7 +74,11 @@ def test_each_element_is_served_by_the_version_in_effect_at_its_event_time(
         options.update(_process_environment(request, tmp_path))
     versions = _versions(model_dir)
     v1, v2, v3, bad = (str(model_dir / name) for name in ("v1.pkl", "v2.pkl", "v3.pkl", "bad.pkl"))
-    rows = [(numpy.array([float(t), float(copy), 0.0, 0.0]), t) for t in ELEMENT_TIMES for copy in range(3)]
+    rows = [
+        (numpy.array([float(t), float(copy), 0.0, 0.0]), t)
+        for t in ELEMENT_TIMES
+        for copy in range(3)
+    ]
     random.Random(0).shuffle(rows)  # batches of 4 then hold elements of several versions
 
     def build(p):
@@ -77,11 +87,15 @@ def test_each_element_is_served_by_the_version_in_effect_at_its_event_time(
             SklearnModelHandlerNumpy(v1, max_batch_size=4),
             model_metadata_pcoll=_timestamped(p, "Versions", versions),
         ).with_exception_handling()
-        return {"results": results, "loads": dlq.failed_model_loads, "failed": dlq.failed_inferences}
+        return {
+            "results": results, "loads": dlq.failed_model_loads, "failed": dlq.failed_inferences
+        }
 
     out = run_pipeline(build, **options)
     # The bad version's period (200 to 299) is served by v2, the latest good one before it.
-    expected = {t: (v1, 1) if t < V2_AT else (v2, 2) if t < V3_AT else (v3, 3) for t in ELEMENT_TIMES}
+    expected = {
+        t: (v1, 1) if t < V2_AT else (v2, 2) if t < V3_AT else (v3, 3) for t in ELEMENT_TIMES
+    }
     served = sorted((int(r.example[0]), r.model_id, int(r.inference)) for r in out["results"])
     assert served == sorted((t, *expected[t]) for _, t in rows)
     assert out["failed"] == []
@@ -92,13 +106,16 @@ def test_each_element_is_served_by_the_version_in_effect_at_its_event_time(
 def _routes_by_event_time(metadata, streaming=False, **kwargs):
     p = beam.Pipeline(options=PipelineOptions(streaming=streaming))
     rows = p | "Rows" >> beam.Create([numpy.zeros(4)])
-    _ = rows | RunInference(SklearnModelHandlerNumpy("/m/v1.pkl"), model_metadata_pcoll=metadata(p), **kwargs)
+    _ = rows | RunInference(
+        SklearnModelHandlerNumpy("/m/v1.pkl"), model_metadata_pcoll=metadata(p), **kwargs
+    )
     labels = [node.full_label for node in p.transforms_stack[0].parts[-1].parts]
     return any(label.endswith("RouteByEventTime") for label in labels)
 
 
 def test_only_a_bounded_model_metadata_pcoll_in_a_batch_pipeline_routes_by_event_time():
-    bounded = lambda p: p | "Versions" >> beam.Create([ModelMetadata("/m/v2.pkl", "v2")])  # noqa: E731
+    version = ModelMetadata("/m/v2.pkl", "v2")
+    bounded = lambda p: p | "Versions" >> beam.Create([version])  # noqa: E731
     unbounded = lambda p: (  # noqa: E731
         p | PeriodicImpulse(fire_interval=1) | beam.Map(lambda _: ModelMetadata("/m/v2.pkl", "v2"))
     )
@@ -120,14 +137,17 @@ def test_per_key_versions_build_on_the_ones_before(run_pipeline, model_dir):
     ])
     versions = [([KeyModelPathMapping(["a"], a2, "a-v2")], 100),
                 ([KeyModelPathMapping(["b"], b2, "b-v2")], 200)]
-    rows = [((key, numpy.array([float(t), 0.0, 0.0, 0.0])), t) for t in (50, 150, 250) for key in "ab"]
+    rows = [
+        ((key, numpy.array([float(t), 0.0, 0.0, 0.0])), t) for t in (50, 150, 250) for key in "ab"
+    ]
 
     def build(p):
         return {"results": _timestamped(p, "Rows", rows) | RunInference(
             handler, model_metadata_pcoll=_timestamped(p, "Versions", versions)
         )}
 
-    served = sorted((key, int(r.example[0]), int(r.inference)) for key, r in run_pipeline(build)["results"])
+    results = run_pipeline(build)["results"]
+    served = sorted((key, int(r.example[0]), int(r.inference)) for key, r in results)
     assert served == [("a", 50, 10), ("a", 150, 20), ("a", 250, 20),
                       ("b", 50, 11), ("b", 150, 11), ("b", 250, 21)]
 

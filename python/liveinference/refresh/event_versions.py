@@ -233,5 +233,7 @@ class VersionModels:
             )
             return None
         slot.record(report)
-        _LOG.info("loaded model %s, serving from event time %s s", version.model_id, version.micros / 1e6)
+        _LOG.info(
+            "loaded model %s, serving from event time %s s", version.model_id, version.micros / 1e6
+        )
         return serving
