@@ -12,7 +12,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List
 
-__all__ = ["ClusterLayout", "TaskManagerLayout", "free_port", "plan", "write_flink_conf"]
+__all__ = [
+    "TASKMANAGER_ENV",
+    "WORKER_LOG_DIR",
+    "ClusterLayout",
+    "TaskManagerLayout",
+    "free_port",
+    "plan",
+    "write_flink_conf",
+]
+
+# A TaskManager and the SDK workers it starts carry its name in this variable.
+TASKMANAGER_ENV = "LIVEINFERENCE_TASKMANAGER"
+# The workers' log folder, relative to their working directory: their TaskManager's directory.
+WORKER_LOG_DIR = "workers"
 
 # Settings every process shares; RUNNERS.md ("Measured in December") says why each matters.
 _COMMON: Dict[str, str] = {
@@ -182,7 +195,7 @@ def write_flink_conf(layout: ClusterLayout) -> Dict[str, Path]:
     written = {}
     for name, (directory, settings) in confs.items():
         conf_dir = directory / "conf"
-        for sub in (conf_dir, directory / "tmp", directory / "blobs", directory / "workers"):
+        for sub in (conf_dir, directory / "tmp", directory / "blobs", directory / WORKER_LOG_DIR):
             sub.mkdir(parents=True, exist_ok=True)
         lines = [f"{key}: {value}" for key, value in sorted(settings.items())]
         (conf_dir / "flink-conf.yaml").write_text("\n".join(lines) + "\n")

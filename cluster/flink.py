@@ -1,12 +1,17 @@
-"""Start, inspect and stop the local Flink session cluster: `python -m cluster.flink start|stop|status`.
+"""Start, inspect and stop the local Flink session cluster (`python -m cluster.flink ...`).
+
+The command line: `python -m cluster.flink start|stop|status`.
 
 `start` launches a JobManager (StandaloneSessionClusterEntrypoint), N TaskManagers
 (TaskManagerRunner) and Beam's FlinkJobServerDriver submitting to them, each a JVM of its own
-in its own session (they outlive the command), waits until every TaskManager has registered
-and the job server listens, and writes the state file (`cluster.state`). `stop` ends them, and
-any SDK worker a killed TaskManager left behind. A Python pipeline then runs on the cluster with
+in its own session (they outlive the command) and directory, waits until every TaskManager
+has registered and the job server listens, and writes the state file (`cluster.state`).
+`stop` ends them, and any SDK worker a killed TaskManager left behind. A Python pipeline then
+runs on the cluster with
 `--runner=PortableRunner --job_endpoint=<job_endpoint> --environment_type=PROCESS
---environment_config=<state.environment_config()>`.
+--environment_config=<state.environment_config()>`: each TaskManager starts its workers with
+`python -m liveinference_expansion.boot --log-dir workers`; they inherit the TaskManager's
+`TMPDIR` and working directory, so each writes its temp files and log in its TaskManager's.
 """
 
 from __future__ import annotations
@@ -30,8 +35,8 @@ from typing import Dict, Iterable, List, Optional, Set, Tuple
 from cluster import config, jvm
 from cluster.state import CLUSTER_ENV, DEFAULT_ROOT, ClusterState, ProcessRecord, end_process
 from cluster.state import marked_processes
-from cluster.worker_boot import TASKMANAGER_DIR_ENV, TASKMANAGER_ENV
 from examples.xlang_runtime import ROOT
+from liveinference_expansion.boot import write_boot_command
 
 __all__ = [
     "cancel_jobs",
@@ -57,7 +62,8 @@ def registered_taskmanagers(rest_port: int) -> List[str]:
         The ids, or an empty list while the REST endpoint does not answer.
     """
     try:
-        with urllib.request.urlopen(f"http://localhost:{rest_port}/taskmanagers", timeout=5) as reply:
+        url = f"http://localhost:{rest_port}/taskmanagers"
+        with urllib.request.urlopen(url, timeout=5) as reply:
             body = json.load(reply)
     except OSError:
         return []
@@ -139,13 +145,6 @@ def _launch(role: str, command: List[str], log: Path, env: Dict[str, str],
     return ProcessRecord(role, process.pid, str(log), marker)
 
 
-def _worker_script(root: Path) -> Path:
-    script = root / "python-worker.sh"
-    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m cluster.worker_boot "$@"\n')
-    script.chmod(0o755)
-    return script
-
-
 def _base_env(cluster_id: str) -> Dict[str, str]:
     env = dict(os.environ)
     env[CLUSTER_ENV] = cluster_id
@@ -170,8 +169,7 @@ def _flink_process(role: str, directory: Path, cluster_id: str, append: bool = F
         command = jvm.java_command(jvm.JOBMANAGER_MAIN, [*jvm_flags, marker],
                                    [*args, "--executionMode", "cluster"])
     else:
-        env.update({"TMPDIR": str(directory / "tmp"), TASKMANAGER_ENV: role,
-                    TASKMANAGER_DIR_ENV: str(directory)})
+        env.update({"TMPDIR": str(directory / "tmp"), config.TASKMANAGER_ENV: role})
         command = jvm.java_command(jvm.TASKMANAGER_MAIN, [*jvm_flags, marker], args)
     return _launch(role, command, directory / f"{kind}.log", env, marker, append)
 
@@ -252,7 +250,7 @@ def start(root: Path = DEFAULT_ROOT, taskmanagers: int = 2, timeout: float = 180
         ports.update({f"{tm.name}_rpc_port": tm.rpc_port, f"{tm.name}_data_port": tm.data_port,
                       f"{tm.name}_metrics_port": tm.metrics_port})
     state = ClusterState(cluster_id, str(root), layout.rest_port, f"localhost:{layout.job_port}",
-                         str(_worker_script(root)), ports)
+                         write_boot_command(str(root), log_dir=config.WORKER_LOG_DIR), ports)
     try:
         state.processes = _start_processes(layout, confs, cluster_id)
         state.save()

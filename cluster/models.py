@@ -8,8 +8,6 @@ version is loading. The workers unpickle these classes, so they live in an impor
 
 from __future__ import annotations
 
-import os
-import pickle
 import time
 from pathlib import Path
 from typing import Any, Dict, List
@@ -18,7 +16,7 @@ import numpy
 
 from cluster.observe import where
 
-__all__ = ["SlowToLoad", "constant_classifier", "load_markers", "write_model"]
+__all__ = ["SlowToLoad", "constant_classifier", "load_markers"]
 
 
 def constant_classifier(label: int) -> Any:
@@ -58,15 +56,6 @@ class SlowToLoad:
         time.sleep(state["seconds"])
         self.__dict__.update(state)
         Path(state["marker_dir"], f"loaded-{name}").touch()
-
-
-def write_model(path: Path, model: Any) -> Path:
-    """Pickles `model` to `path` atomically (a hidden temporary name, then a rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_bytes(pickle.dumps(model))
-    os.replace(partial, path)
-    return path
 
 
 def load_markers(marker_dir: Path, stage: str) -> List[str]:

@@ -20,7 +20,7 @@ from typing import Any, Dict, Iterator, List
 
 import apache_beam as beam
 
-from cluster.worker_boot import TASKMANAGER_ENV
+from cluster.config import TASKMANAGER_ENV
 from liveinference import FailureRecord, PredictionResult
 
 __all__ = ["Observe", "WriteRecords", "read_records", "to_plain", "where"]

@@ -4,26 +4,38 @@ It lives in an importable module (not a test file) because the SDK workers besid
 TaskManager unpickle its functions by reference: they import `cluster.pipelines`.
 
 Shape: PeriodicImpulse (row i at start + i * interval) -> rows [i, 0, 0, 0] -> Reshuffle (so
-both TaskManagers get rows) -> RunInference(watch mode, dead letters on) -> `Observe` ->
-JSON-lines records under `out/predictions`, `out/failed_inferences`, `out/failed_model_loads`.
+both TaskManagers get rows) -> RunInference(dead letters on) -> `Observe` -> JSON-lines records
+under `out/predictions`, `out/failed_inferences`, `out/failed_model_loads`.
+
+RunInference learns of new versions in one of two modes:
+- watch: every worker polls a file pattern (`Place.pattern`);
+- event: the pipeline's own source of announcements (`ListAnnouncements` over
+  `Place.announcements`, standing in for a Pub/Sub subscription) feeds `model_metadata_pcoll`,
+  and the event channel (`Place.channel`) relays each event to every worker.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any, Iterator, List, Sequence
 
 import apache_beam as beam
 import numpy
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.transforms.periodicsequence import PeriodicImpulse
 
 from cluster.observe import Observe, WriteRecords
+from cluster.places import Place
 from cluster.state import ClusterState
-from liveinference import RunInference
+from liveinference import ModelMetadata, RunInference
 from liveinference.sklearn_inference import SklearnModelHandlerNumpy
 
-__all__ = ["OUTPUTS", "RowOf", "StreamSpec", "cluster_options", "refresh_pipeline"]
+__all__ = ["MODES", "OUTPUTS", "ListAnnouncements", "RowOf", "StreamSpec", "cluster_options",
+           "refresh_pipeline"]
+
+MODES = ("watch", "event")
 
 OUTPUTS = ("predictions", "failed_inferences", "failed_model_loads")
 
@@ -39,6 +51,35 @@ class RowOf(beam.DoFn):
         """Yields the row whose first feature is the element's index in the stream."""
         index = round((float(timestamp) - self._start) / self._interval)
         yield numpy.array([float(index), 0.0, 0.0, 0.0])
+
+
+class ListAnnouncements(beam.DoFn):
+    """On each tick of a PeriodicImpulse, yields the announcements that appeared in its slot.
+
+    Tick t covers the announcement files (JSON: model_path, model_name) modified in
+    (t - every - lag, t - lag]: the slots do not overlap, so each file is announced once
+    without keeping state, and the lag leaves time for the store's listing (object stores
+    give whole seconds) to show a file before its slot is looked at.
+
+    Args:
+        pattern: the announcement files.
+        every: seconds between ticks.
+        lag: seconds a slot is looked at after it ends.
+    """
+
+    def __init__(self, pattern: str, every: float, lag: float = 3.0) -> None:
+        self._pattern = pattern
+        self._every = every
+        self._lag = lag
+
+    def process(self, tick: Any) -> Iterator[ModelMetadata]:
+        """Yields the ModelMetadata of each announcement in the tick's slot."""
+        end = float(tick) - self._lag
+        for found in FileSystems.match([self._pattern])[0].metadata_list:
+            if end - self._every < found.last_updated_in_seconds <= end:
+                with FileSystems.open(found.path) as file:
+                    fields = json.loads(file.read())
+                yield ModelMetadata(fields["model_path"], fields.get("model_name") or "")
 
 
 class StreamSpec:
@@ -67,35 +108,42 @@ class StreamSpec:
         return min(self.rows, int((moment - self.start) / self.interval) + 1)
 
 
-def cluster_options(state: ClusterState, parallelism: int = 2,
-                    flags: Sequence[str] = ()) -> PipelineOptions:
-    """Streaming options that submit to the cluster's job server with PROCESS workers.
+def cluster_options(state: ClusterState, parallelism: int = 2, flags: Sequence[str] = (),
+                    streaming: bool = True) -> PipelineOptions:
+    """Options that submit to the cluster's job server with PROCESS workers.
 
     Args:
         state: the running cluster.
         parallelism: Flink's parallelism (2: one task per TaskManager).
         flags: more options as flags, e.g. ["--checkpointing_interval=1000"] (Flink runner
             options the job server describes are accepted too).
+        streaming: a streaming job (else a batch job).
     """
     return PipelineOptions(
         list(flags), runner="PortableRunner", job_endpoint=state.job_endpoint,
         environment_type="PROCESS", environment_config=state.environment_config(),
-        streaming=True, parallelism=parallelism,
+        streaming=streaming, parallelism=parallelism,
     )
 
 
-def refresh_pipeline(pipeline: beam.Pipeline, spec: StreamSpec, model_uri: str,
-                     pattern: str, out_dir: str, poll_seconds: float = 0.5) -> None:
-    """Builds the stream -> RunInference(watch `pattern`) -> records pipeline on `pipeline`.
+def refresh_pipeline(pipeline: beam.Pipeline, spec: StreamSpec, place: Place, out_dir: str,
+                     mode: str = "watch", poll_seconds: float = 0.5) -> None:
+    """Builds the stream -> RunInference -> records pipeline on `pipeline`.
 
     Args:
         pipeline: an empty pipeline (e.g. with `cluster_options`).
         spec: the stream.
-        model_uri: the model every worker starts with.
-        pattern: the file pattern every worker polls for new versions.
+        place: where the models (the first is `v1.pkl`), announcements and channel are.
         out_dir: where records go, one sub-directory per name in `OUTPUTS`.
-        poll_seconds: the watch interval.
+        mode: "watch" or "event" (see the module's docstring).
+        poll_seconds: how often workers poll the pattern or channel, and the source its
+            announcements.
+
+    Raises:
+        ValueError: an unknown mode.
     """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     rows = (
         pipeline
         | PeriodicImpulse(start_timestamp=spec.start, stop_timestamp=spec.stop,
@@ -103,9 +151,20 @@ def refresh_pipeline(pipeline: beam.Pipeline, spec: StreamSpec, model_uri: str,
         | beam.ParDo(RowOf(spec.start, spec.interval))
         | beam.Reshuffle()
     )
-    results, dead = rows | RunInference(
-        SklearnModelHandlerNumpy(model_uri), watch_model_pattern=pattern, interval=poll_seconds
-    ).with_exception_handling()
+    handler = SklearnModelHandlerNumpy(place.uri("v1.pkl"))
+    if mode == "watch":
+        inference = RunInference(handler, watch_model_pattern=place.pattern,
+                                 interval=poll_seconds)
+    else:
+        announced = (
+            pipeline
+            | "Ticks" >> PeriodicImpulse(start_timestamp=spec.start, stop_timestamp=spec.stop,
+                                         fire_interval=1.0)
+            | beam.ParDo(ListAnnouncements(place.announcements, every=1.0))
+        )
+        inference = RunInference(handler, model_metadata_pcoll=announced,
+                                 refresh_channel=place.channel, interval=poll_seconds)
+    results, dead = rows | inference.with_exception_handling()
     outputs: List[Any] = [results, dead.failed_inferences, dead.failed_model_loads]
     for name, pcoll in zip(OUTPUTS, outputs):
         _ = (pcoll | f"Observe {name}" >> beam.ParDo(Observe())

@@ -14,6 +14,7 @@ on and the benchmark measures.
 from __future__ import annotations
 
 import logging
+import pickle
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +25,10 @@ from apache_beam.runners.runner import PipelineState
 
 from cluster import flink
 from cluster.analysis import Worker, every_worker_serves, rejected_on, versions_by_worker
-from cluster.models import SlowToLoad, constant_classifier, load_markers, write_model
+from cluster.models import SlowToLoad, constant_classifier, load_markers
 from cluster.observe import read_records
 from cluster.pipelines import StreamSpec, cluster_options, refresh_pipeline
+from cluster.places import LocalPlace, Place
 from cluster.state import ClusterState
 
 __all__ = ["Run", "StreamRun", "fault_scenario", "refresh_scenario", "restarted_workers",
@@ -87,30 +89,36 @@ class StreamRun:
 
     Args:
         state: the running cluster.
-        root: a directory for models, markers and records (every worker must reach it).
+        root: a local directory for markers and records (and models, without `place`).
         flags: more pipeline options, e.g. ["--checkpointing_interval=1000"].
         interval: seconds between rows.
-        poll_seconds: how often each worker polls the model pattern.
+        poll_seconds: how often each worker polls for new versions.
         parallelism: Flink's parallelism.
+        place: where models, announcements and the channel go; default `root`/models.
+        mode: "watch" (new versions dropped where workers poll) or "event" (announced
+            through the pipeline's own source, relayed by the channel).
     """
 
     def __init__(self, state: ClusterState, root: Path, flags: Sequence[str] = (),
-                 interval: float = 0.1, poll_seconds: float = 0.5, parallelism: int = 2) -> None:
+                 interval: float = 0.1, poll_seconds: float = 0.5, parallelism: int = 2,
+                 place: Optional[Place] = None, mode: str = "watch") -> None:
         self.state = state
-        self.models, self.watched = root / "models", root / "models" / "watched"
+        self.place = place or LocalPlace(root / "models")
+        self.mode = mode
         self.markers, self.out = root / "markers", root / "out"
-        for directory in (self.watched, self.markers):
-            directory.mkdir(parents=True, exist_ok=True)
+        self.markers.mkdir(parents=True, exist_ok=True)
         self.taskmanagers = {record.role for record in state.taskmanagers()}
         self.events: Dict[str, float] = {}
-        write_model(self.models / "v1.pkl", constant_classifier(1))
+        self.place.write("v1.pkl", pickle.dumps(constant_classifier(1)))
         # An upper bound of an hour; `finish()` cuts the run off long before.
         self.spec = StreamSpec(start=time.time() + 2, interval=interval, rows=int(3600 / interval))
-        self._pipeline = beam.Pipeline(options=cluster_options(state, parallelism, flags))
+        options = cluster_options(state, parallelism, [*flags, *self.place.flags()])
+        self._pipeline = beam.Pipeline(options=options)
         self._jobs_before: Set[str] = set()
-        refresh_pipeline(self._pipeline, self.spec, str(self.models / "v1.pkl"),
-                         str(self.watched / "*.pkl"), str(self.out), poll_seconds)
+        refresh_pipeline(self._pipeline, self.spec, self.place, str(self.out), mode,
+                         poll_seconds)
         self._result: Optional[Any] = None
+        self._announced = 0
 
     def __enter__(self) -> "StreamRun":
         self._jobs_before = flink.job_ids(self.state.rest_port)
@@ -134,15 +142,20 @@ class StreamRun:
         return read_records(str(self.out / "predictions"))
 
     def drop(self, name: str, model: Any) -> None:
-        """Writes `model` into the watched directory as `name`; records the event."""
-        write_model(self.watched / name, model)
-        self.events[f"{name} dropped"] = time.time()
+        """Offers `model` as version file `name` (watched, or written and announced)."""
+        self._offer(name, pickle.dumps(model))
 
     def drop_corrupt(self, name: str) -> None:
-        """Writes bytes that are no pickle into the watched directory as `name`."""
-        partial = self.watched / f".{name}.partial"
-        partial.write_bytes(b"not a pickle")
-        partial.replace(self.watched / name)
+        """Offers bytes that are no pickle as version file `name`."""
+        self._offer(name, b"not a pickle")
+
+    def _offer(self, name: str, payload: bytes) -> None:
+        if self.mode == "watch":
+            self.place.write(f"watched/{name}", payload)
+        else:
+            uri = self.place.write(f"dropped/{name}", payload)
+            self._announced += 1
+            self.place.announce(self._announced, uri, name)
         self.events[f"{name} dropped"] = time.time()
 
     def wait_serving(self, version: int, timeout: float = 120, since: float = 0.0) -> None:
@@ -185,9 +198,17 @@ def restarted_workers(predictions: List[dict], since: float) -> Set[Worker]:
     return {(r["taskmanager"], r["pid"]) for r in predictions} - before
 
 
-def refresh_scenario(state: ClusterState, root: Path) -> Run:
-    """v1 on every worker; v2 dropped; a corrupt v3; v4. Each step waits for the last."""
-    with StreamRun(state, root) as stream:
+def refresh_scenario(state: ClusterState, root: Path, place: Optional[Place] = None,
+                     mode: str = "watch") -> Run:
+    """v1 on every worker; v2 dropped; a corrupt v3; v4. Each step waits for the last.
+
+    Args:
+        state: the running cluster.
+        root: a local directory for markers and records.
+        place: where models go (default: under `root`); see `StreamRun`.
+        mode: "watch" or "event"; see `StreamRun`.
+    """
+    with StreamRun(state, root, place=place, mode=mode) as stream:
         stream.wait_serving(1, timeout=300)
         stream.drop("v2.pkl", constant_classifier(2))
         stream.wait_serving(2)

@@ -27,7 +27,8 @@ __all__ = [
     "marked_processes",
 ]
 
-DEFAULT_ROOT = CACHE / "flink-cluster"
+# LIVEINFERENCE_FLINK_CLUSTER_ROOT runs a second cluster beside the default one.
+DEFAULT_ROOT = Path(os.environ.get("LIVEINFERENCE_FLINK_CLUSTER_ROOT", CACHE / "flink-cluster"))
 # Every process the cluster starts (and so every SDK worker) carries this in its environment.
 CLUSTER_ENV = "LIVEINFERENCE_FLINK_CLUSTER"
 
@@ -114,7 +115,8 @@ class ClusterState:
 
 def _cmdline(pid: int) -> str:
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        return raw.replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
 

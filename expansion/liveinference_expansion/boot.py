@@ -16,9 +16,11 @@ out, and a Flink session cluster starts it beside each TaskManager:
 
 `--tmpdir` gives the worker that temp directory (else it keeps the runner's `TMPDIR`, which a
 TaskManager started with its own `TMPDIR` passes on), `--log-dir` sends the worker's output to
-`worker-ID.log` there (else to the runner, which logs it). `write_boot_command` writes the
+`worker-ID.log` there (else to the runner, which logs it); a relative folder is taken from the
+worker's working directory, which is the runner's (a TaskManager started in its own directory
+gives its workers their own log folder that way). `write_boot_command` writes the
 executable a PROCESS environment names: a two-line shell script that runs this module with the
-current interpreter and these options.
+current interpreter, its import path and these options.
 """
 
 from __future__ import annotations
@@ -58,15 +60,23 @@ def write_boot_command(directory: str, *, tmpdir: Optional[str] = None,
         tmpdir: The workers' temp directory (`--tmpdir`); None keeps the runner's.
         log_dir: Where each worker writes `worker-ID.log` (`--log-dir`); None: to the runner.
 
+    The workers import what this process imports: its `sys.path` entries, made absolute (an
+    entry relative to this process's directory means nothing in the runner's), come first on
+    their PYTHONPATH, followed by the PYTHONPATH the runner passes on.
+
     Returns:
         The script's path, executable by its owner only.
     """
     path = os.path.join(directory, "boot")
-    python_path = shlex.quote(os.pathsep.join(entry for entry in sys.path if entry))
+    found = (os.path.abspath(entry) for entry in sys.path)
+    # Entries naming no file (import hooks' markers) are left to the site setup that adds them.
+    entries = dict.fromkeys(entry for entry in found if os.path.exists(entry))
+    python_path = shlex.quote(os.pathsep.join(entries))
     options = "".join(f" {flag} {shlex.quote(value)}"
                       for flag, value in (("--tmpdir", tmpdir), ("--log-dir", log_dir)) if value)
     with open(path, "w") as file:
-        file.write(f"#!/bin/sh\nPYTHONPATH={python_path} exec {shlex.quote(sys.executable)} "
+        file.write(f"#!/bin/sh\nPYTHONPATH={python_path}${{PYTHONPATH:+{os.pathsep}$PYTHONPATH}} "
+                   f"exec {shlex.quote(sys.executable)} "
                    f'-m liveinference_expansion.boot{options} "$@"\n')
     os.chmod(path, 0o700)
     return path

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from cluster import config, flink
+from examples.xlang_runtime import ROOT
 
 # Beam's job server binds its job and artifact ports on every interface whatever --job-host
 # says (its gRPC servers are built with NettyServerBuilder.forPort); nothing of ours can change it.
@@ -67,3 +71,23 @@ def test_both_taskmanagers_register_and_flink_listens_on_loopback_only(flink_clu
             assert probe.connect_ex((address, port)) != 0, f"{name} {port} open on {address}"
             with socket.socket() as local:
                 assert local.connect_ex(("127.0.0.1", port)) == 0 or "metrics" in name, name
+
+
+def test_the_boot_program_imports_what_its_writer_imports_and_what_the_runner_adds(tmp_path):
+    writer, runner = tmp_path / "writer", tmp_path / "runner"
+    for folder, module in ((writer / "mine", "from_writer"), (runner / "theirs", "from_runner")):
+        folder.mkdir(parents=True)
+        (folder / f"{module}.py").write_text("")
+    (tmp_path / "bin").mkdir()
+    write = ("import sys; from liveinference_expansion.boot import write_boot_command; "
+             f"print(write_boot_command({str(tmp_path / 'bin')!r}))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(["mine", str(ROOT / "expansion")])}
+    script = subprocess.run([sys.executable, "-c", write], cwd=writer, env=env, text=True,
+                            capture_output=True, check=True).stdout.strip()
+    # Run the script's own shell line, with a probe in place of the boot module.
+    probe = "-c 'import from_writer, from_runner, liveinference_expansion'"
+    text = Path(script).read_text().replace("-m liveinference_expansion.boot", probe)
+    Path(script).write_text(text)
+    env = {**os.environ, "PYTHONPATH": "theirs"}
+    done = subprocess.run(["sh", script], cwd=runner, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
