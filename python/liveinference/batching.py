@@ -17,6 +17,7 @@ add three that Beam 2.62's `BatchElements` lacks, and that 2.77's cannot take ei
 Everything else goes to `beam.BatchElements` as given (`element_size_fn` included: there,
 as in Beam, batch sizes count the examples' sizes), so this runs the same on Beam 2.62 and
 2.77. Built only from Beam's public transforms: `Partition`, `BatchElements`, `Flatten`.
+The batches are labelled for `batch_coder.ExampleBatchCoder`, which Beam sizes cheaply.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 
 import apache_beam as beam
 
+from liveinference.batch_coder import label_batches
 from liveinference.settings import checked_number
 
 __all__ = [
@@ -186,18 +188,30 @@ class HandlerBatching(beam.PTransform):
         self._kwargs = checked
 
     def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
+        # Every PCollection of batches is labelled, so that Beam sizes batches cheaply.
+        example_type = pcoll.element_type
         if self._length_fn is None:
-            batches = pcoll | "Batch" >> beam.BatchElements(**self._kwargs)
+            batches = label_batches(
+                pcoll | "Batch" >> beam.BatchElements(**self._kwargs), example_type
+            )
         else:
             buckets = pcoll | "ByLength" >> beam.Partition(
                 _ByLength(self._length_fn, self._boundaries), len(self._boundaries) + 1
             )
-            batches = [
-                bucket | f"Batch{index}" >> beam.BatchElements(**self._kwargs)
-                for index, bucket in enumerate(buckets)
-            ] | "AllBuckets" >> beam.Flatten()
+            batches = label_batches(
+                [
+                    label_batches(
+                        bucket | f"Batch{index}" >> beam.BatchElements(**self._kwargs),
+                        example_type,
+                    )
+                    for index, bucket in enumerate(buckets)
+                ]
+                | "AllBuckets" >> beam.Flatten(),
+                example_type,
+            )
         if self._max_weight is None:
             return batches
-        return batches | "SplitByWeight" >> beam.FlatMap(
+        split = batches | "SplitByWeight" >> beam.FlatMap(
             _split_by_weight, self._max_weight, self._element_size_fn
         )
+        return label_batches(split, example_type)

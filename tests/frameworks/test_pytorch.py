@@ -385,6 +385,7 @@ def test_options_and_sizes_are_reported(monkeypatch, state_dict_path):
     handler.set_environment_vars()
     assert os.environ["LIVEINFERENCE_PYTORCH_TEST"] == "after"
     assert handler.get_num_bytes([torch.zeros(4), torch.zeros(4, dtype=torch.float64)]) == 48
+    assert handler.get_num_bytes([torch.zeros(3, 4)[1]]) == 16  # a row view: its own elements
     keyed = PytorchModelHandlerKeyedTensor(state_dict_path, _Net)
     assert keyed.get_num_bytes([{"a": torch.zeros(3), "b": torch.zeros(2, dtype=torch.int8)}]) == 14
 

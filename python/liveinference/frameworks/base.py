@@ -237,7 +237,7 @@ class FrameworkHandler(ModelHandler):
 
     def get_num_bytes(self, batch: Sequence[Any]) -> int:
         """Returns the summed size of the examples' data in bytes."""
-        return sum(example_bytes(example) for example in batch)
+        return sum(map(example_bytes, batch))
 
     def batch_elements_kwargs(self) -> Dict[str, Any]:
         """Returns the batching arguments given to the constructor, as `BatchElements`

@@ -286,6 +286,47 @@ def place(model: Any, device: str, model_id: str) -> Any:
     return model
 
 
+def _dict_bytes(example: Mapping[Any, Any]) -> int:
+    return sum(example_bytes(value) for value in example.values())
+
+
+def _frame_bytes(example: Any) -> int:
+    return int(numpy.sum(example.memory_usage(deep=True)))
+
+
+def _sparse_bytes(example: Any) -> int:
+    return int(example.data.nbytes)
+
+
+def _tf_bytes(example: Any) -> int:
+    return int((example.shape.num_elements() or 0) * example.dtype.size)
+
+
+def _array_bytes(example: Any) -> int:
+    return int(example.nbytes)
+
+
+def _measure_for(example: Any) -> Callable[[Any], int]:
+    """Returns how to count the bytes of examples of this example's type."""
+    if isinstance(example, Mapping):
+        return _dict_bytes
+    if callable(getattr(example, "element_size", None)):
+        return _array_bytes  # a torch tensor: its nbytes counts a view's elements only
+    if callable(getattr(example, "memory_usage", None)):
+        return _frame_bytes
+    if hasattr(example, "nnz"):
+        return _sparse_bytes
+    if _library(example) == "tensorflow":
+        return _tf_bytes
+    if isinstance(example, numpy.ndarray):
+        return _array_bytes
+    return sys.getsizeof
+
+
+# How to count an example's bytes, by its type: decided once per type, not once per example.
+_MEASURES: Dict[type, Callable[[Any], int]] = {}
+
+
 def example_bytes(example: Any) -> int:
     """Returns the in-memory size of one example's data in bytes.
 
@@ -293,19 +334,11 @@ def example_bytes(example: Any) -> int:
     sparse matrices their stored values, dicts the sum of their values; anything else its
     `sys.getsizeof`.
     """
-    if isinstance(example, Mapping):
-        return sum(example_bytes(value) for value in example.values())
-    if callable(getattr(example, "element_size", None)):
-        return int(example.element_size() * example.nelement())
-    if callable(getattr(example, "memory_usage", None)):
-        return int(numpy.sum(example.memory_usage(deep=True)))
-    if hasattr(example, "nnz"):
-        return int(example.data.nbytes)
-    if _library(example) == "tensorflow":
-        return int((example.shape.num_elements() or 0) * example.dtype.size)
-    if isinstance(example, numpy.ndarray):
-        return int(example.nbytes)
-    return sys.getsizeof(example)
+    kind = type(example)
+    measure = _MEASURES.get(kind)
+    if measure is None:
+        measure = _MEASURES[kind] = _measure_for(example)
+    return measure(example)
 
 
 def to_prediction_results(
