@@ -49,7 +49,8 @@ def by_event_time(
     That is so for a bounded `model_metadata_pcoll` in a batch pipeline.
 
     Raises:
-        ValueError: if such a step also watches a file pattern (processing time).
+        ValueError: if such a step also watches a file pattern or rolls versions out
+            gradually (both work by processing time).
     """
     if model_metadata_pcoll is None or not model_metadata_pcoll.is_bounded:
         return False
@@ -59,6 +60,12 @@ def by_event_time(
         raise ValueError(
             "a bounded model_metadata_pcoll picks each element's model by event time, "
             f"watch_model_pattern={refresh.watch_pattern!r} by processing time; pass one of them"
+        )
+    if refresh.rollout is not None:
+        raise ValueError(
+            "with_rollout rolls new versions out as they arrive (processing time), while a "
+            "bounded model_metadata_pcoll in a batch pipeline serves each version from its "
+            "event time on; drop with_rollout, or run the pipeline with --streaming"
         )
     return True
 

@@ -106,9 +106,11 @@ def test_each_element_is_served_by_the_version_in_effect_at_its_event_time(
 def _routes_by_event_time(metadata, streaming=False, **kwargs):
     p = beam.Pipeline(options=PipelineOptions(streaming=streaming))
     rows = p | "Rows" >> beam.Create([numpy.zeros(4)])
-    _ = rows | RunInference(
+    rollout = kwargs.pop("rollout", False)
+    transform = RunInference(
         SklearnModelHandlerNumpy("/m/v1.pkl"), model_metadata_pcoll=metadata(p), **kwargs
     )
+    _ = rows | (transform.with_rollout() if rollout else transform)
     labels = [node.full_label for node in p.transforms_stack[0].parts[-1].parts]
     return any(label.endswith("RouteByEventTime") for label in labels)
 
@@ -124,6 +126,8 @@ def test_only_a_bounded_model_metadata_pcoll_in_a_batch_pipeline_routes_by_event
     assert not _routes_by_event_time(bounded, streaming=True), "streaming swaps by processing time"
     with pytest.raises(ValueError, match="pass one of them"):
         _routes_by_event_time(bounded, watch_model_pattern="/m/*.pkl")
+    with pytest.raises(ValueError, match="drop with_rollout"):
+        _routes_by_event_time(bounded, rollout=True)
 
 
 def test_per_key_versions_build_on_the_ones_before(run_pipeline, model_dir):
