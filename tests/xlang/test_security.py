@@ -10,6 +10,7 @@ the marker never appears and that the answer names what was refused.
 from __future__ import annotations
 
 import json
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -116,6 +117,10 @@ def client_folder() -> Iterator[Path]:
     folder.chmod(0o755)
     (folder / "client.py").write_text(_CLIENT)
     shutil.copytree(Path(grpc.__file__).parent, folder / "lib" / "grpc")
+    # Newer grpcio releases (the Beam-latest leg's) import typing_extensions.
+    extensions = importlib.util.find_spec("typing_extensions")
+    if extensions is not None and extensions.origin:
+        shutil.copy(extensions.origin, folder / "lib" / "typing_extensions.py")
     for path in [folder, *folder.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
     yield folder
