@@ -6,6 +6,12 @@ batches with no pipeline around it (the limit). Pipeline start-up is measured on
 input and subtracted to give the net rate; one tiny run of each implementation first warms
 up imports and caches. Runs are interleaved and repeated; medians are reported.
 
+The per-row cost of each RunInference is its pipeline's CPU time (this process, all threads;
+steadier than wall time on a shared machine) less that of the same pipeline without
+RunInference (rows generated and counted, which also makes the framework's example type),
+divided by the rows: microseconds per row, median and spread (min, max) over the runs. With scikit-learn and PyTorch both measured (the same size of model: a linear model of
+32 features), `pytorch_over_sklearn_per_row` compares their per-row costs.
+
     python benchmarks/throughput.py --rows 200000 --output-dir benchmarks/results
 
 Writes throughput.json and throughput.png to the output directory.
@@ -23,7 +29,7 @@ import statistics
 import sys
 import tempfile
 import time
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import apache_beam as beam
 import numpy
@@ -191,20 +197,25 @@ class _GenerateRows(beam.DoFn):
             yield self._to_example(row)
 
 
-def _time_pipeline(transform: Callable[[], beam.PTransform], rows: int, to_example: Any) -> float:
+def _time_pipeline(
+    transform: Optional[Callable[[], beam.PTransform]], rows: int, to_example: Any
+) -> Tuple[float, float]:
+    """Runs rows generated -> `transform()` (left out when None) -> count; returns its wall
+    time and its CPU time (this process), in seconds."""
     from apache_beam.options.pipeline_options import PipelineOptions
 
     chunks = min(CHUNKS, rows)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     with beam.Pipeline(options=PipelineOptions(["--direct_num_workers=1"])) as pipeline:
-        _ = (
+        examples = (
             pipeline
             | beam.Create(list(range(chunks)))
             | beam.ParDo(_GenerateRows(rows // chunks, to_example))
-            | transform()
-            | beam.combiners.Count.Globally()
         )
-    return time.perf_counter() - started
+        if transform is not None:
+            examples = examples | transform()
+        _ = examples | beam.combiners.Count.Globally()
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
 def _time_raw(raw: Callable[[List[Any]], int], rows: int, to_example: Any) -> float:
@@ -235,17 +246,30 @@ def measure(framework: str, rows: int, repeats: int) -> Dict[str, Any]:
         }
         seconds: Dict[str, List[float]] = {name: [] for name in [*transforms, "raw"]}
         startup: Dict[str, List[float]] = {name: [] for name in transforms}
+        cpu: Dict[str, List[float]] = {name: [] for name in [*transforms, "input"]}
         for transform in transforms.values():
             _time_pipeline(transform, STARTUP_ROWS, setup["to_example"])
         for _ in range(repeats):
             for name, transform in transforms.items():
-                startup[name].append(_time_pipeline(transform, STARTUP_ROWS, setup["to_example"]))
-                seconds[name].append(_time_pipeline(transform, rows, setup["to_example"]))
+                startup[name].append(
+                    _time_pipeline(transform, STARTUP_ROWS, setup["to_example"])[0]
+                )
+                wall, used = _time_pipeline(transform, rows, setup["to_example"])
+                seconds[name].append(wall)
+                cpu[name].append(used)
+            cpu["input"].append(_time_pipeline(None, rows, setup["to_example"])[1])
             seconds["raw"].append(_time_raw(setup["raw"], rows, setup["to_example"]))
     median = {name: statistics.median(values) for name, values in seconds.items()}
     median_startup = {name: statistics.median(values) for name, values in startup.items()}
     net = {name: max(median[name] - median_startup[name], 1e-9) for name in transforms}
+    median_input = statistics.median(cpu["input"])
+    per_row = {
+        name: [(value - median_input) / rows * 1e6 for value in cpu[name]] for name in transforms
+    }
     return {
+        "cpu_seconds": {name: statistics.median(values) for name, values in cpu.items()},
+        "per_row_microseconds": {name: statistics.median(v) for name, v in per_row.items()},
+        "per_row_microseconds_spread": {name: [min(v), max(v)] for name, v in per_row.items()},
         "rows": rows,
         "batch_size": BATCH_SIZE,
         "seconds": median,
@@ -312,7 +336,21 @@ def main(argv: List[str]) -> int:
             f"{framework}: liveinference {rates['liveinference']:,.0f} rows/s net, "
             f"beam {rates['beam']:,.0f}, raw {figures['rows_per_second']['raw']:,.0f}; "
             f"liveinference/beam {figures['liveinference_over_beam']:.2f}x, "
-            f"raw/liveinference-net {figures['liveinference_net_over_raw']:.2f}"
+            f"raw/liveinference-net {figures['liveinference_net_over_raw']:.2f}; per row: "
+            f"liveinference {figures['per_row_microseconds']['liveinference']:.2f} us, "
+            f"beam {figures['per_row_microseconds']['beam']:.2f} us"
+        )
+    measured = results["frameworks"]
+    if "sklearn" in measured and "pytorch" in measured:
+        costs = {name: measured[name]["per_row_microseconds"] for name in ("sklearn", "pytorch")}
+        ratio = {
+            name: costs["pytorch"][name] / max(costs["sklearn"][name], 1e-9)
+            for name in costs["sklearn"]
+        }
+        results["pytorch_over_sklearn_per_row"] = ratio
+        print(
+            f"per-row cost, PyTorch over scikit-learn: liveinference "
+            f"{ratio['liveinference']:.2f}x, beam {ratio['beam']:.2f}x"
         )
     with open(os.path.join(args.output_dir, "throughput.json"), "w") as file:
         json.dump(results, file, indent=2)
