@@ -237,7 +237,7 @@ class InferenceDoFn(beam.DoFn):
                 rollout.router,
             )
             results, dead, shadow = outcome.results, outcome.failures, outcome.shadow
-            if rollout.config.shared_decision:
+            if rollout.config.decides_together:
                 for stats in outcome.stats:
                     role, role_stats = stats
                     item = (role, role_stats, rollout.staged_at())

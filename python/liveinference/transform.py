@@ -28,6 +28,7 @@ from liveinference.refresh.model_versions import PublishModelVersions
 from liveinference.refresh.pipeline_run import channel_for_run, run_id_of
 from liveinference.refresh.validate import ModelValidation
 from liveinference.rollout.config import RolloutConfig
+from liveinference.rollout.control import PublishControl
 from liveinference.rollout.consensus import rollout_outputs, rollout_tags
 from liveinference.rollout.policy import RolloutGates
 from liveinference.settings import checked_number
@@ -158,6 +159,7 @@ class RunInference(beam.PTransform):
         self._threshold = 1.0
         self._timeout: Optional[float] = None
         self._on_batches: Optional[OnBatches] = None
+        self._rollout_control: Optional[beam.PCollection] = None
 
     @classmethod
     def from_callable(cls, model_handler_provider: Any, **kwargs: Any) -> "RunInference":
@@ -276,6 +278,7 @@ class RunInference(beam.PTransform):
         seed: int = 0,
         gates: Optional[RolloutGates] = None,
         decide_every: Optional[int] = None,
+        control: Optional[beam.PCollection] = None,
     ) -> "RunInference":
         """Rolls each new model version out gradually, judged by gates, instead of at once.
 
@@ -304,6 +307,9 @@ class RunInference(beam.PTransform):
                 worker's statistics, decides after every `decide_every` batches' and
                 publishes the decision on the run's channel (see
                 `liveinference.rollout.consensus`); unset, each worker decides alone.
+            control: Commands by hand, a PCollection of `RolloutControl(action,
+                model_id)`: promote now, roll back (the candidate, or the promoted model
+                to the one before it), pin, unpin (see `liveinference.rollout.control`).
 
         Returns:
             This transform.
@@ -318,8 +324,9 @@ class RunInference(beam.PTransform):
                 "watch_model_pattern= or model_metadata_pcoll="
             )
         rollout = RolloutConfig(
-            canary_share, shadow, seed, gates or RolloutGates(), decide_every
+            canary_share, shadow, seed, gates or RolloutGates(), decide_every, control is not None
         )
+        self._rollout_control = control
         self._refresh = dataclasses.replace(self._refresh, rollout=rollout)
         return self
 
@@ -364,6 +371,8 @@ class RunInference(beam.PTransform):
             )
             rollout = dataclasses.replace(refresh.rollout, decisions=decisions)
             refresh = dataclasses.replace(refresh, rollout=rollout)
+            if self._rollout_control is not None:
+                _ = self._rollout_control | "PublishRolloutControl" >> PublishControl(decisions)
         # One slot per model and run: a new run never picks up an old run's model.
         slot_tag = f"{self._model_tag}-{run_id_of(pcoll.pipeline)}"
         if self._on_batches is not None:

@@ -25,6 +25,7 @@ class RolloutConfig:
         decide_every: If set, one decision for all workers: a Beam combine sums their
             statistics, deciding after every `decide_every` batches' statistics, and the
             decision is published on `decisions`; else each worker decides on what it saw.
+        controlled: Rollout commands (`rollout.control`) are published on `decisions`.
         decisions: The run's rollout channel (an EventChannel), set when the step expands.
 
     Raises:
@@ -37,6 +38,7 @@ class RolloutConfig:
     seed: int = 0
     gates: RolloutGates = dataclasses.field(default_factory=RolloutGates)
     decide_every: Optional[int] = None
+    controlled: bool = False
     decisions: Any = None
 
     def __post_init__(self) -> None:
@@ -48,9 +50,15 @@ class RolloutConfig:
             raise ValueError(f"decide_every must be at least 1 batch, got {every}")
 
     @property
-    def shared_decision(self) -> bool:
-        """True when one decision is made for all workers (see `decide_every`)."""
+    def decides_together(self) -> bool:
+        """True when a Beam combine decides for all workers (see `decide_every`)."""
         return self.decide_every is not None
+
+    @property
+    def shared_decision(self) -> bool:
+        """True when every worker follows the run's rollout channel: decisions made for all
+        workers (`decide_every`), or commands (`controlled`)."""
+        return self.decides_together or self.controlled
 
     def router(self) -> Router:
         """Returns the router that picks the new version's elements."""

@@ -135,7 +135,7 @@ def rollout_tags(rollout: Optional[RolloutConfig]) -> Tuple[str, ...]:
     if rollout is None:
         return ()
     tags = [SHADOW_TAG] if rollout.shadow else []
-    return (*tags, STATS_TAG) if rollout.shared_decision else tuple(tags)
+    return (*tags, STATS_TAG) if rollout.decides_together else tuple(tags)
 
 
 def rollout_outputs(
@@ -155,7 +155,7 @@ def rollout_outputs(
     if rollout is None:
         return failed_model_loads, None
     shadows = outputs[SHADOW_TAG] if rollout.shadow else None
-    if not rollout.shared_decision:
+    if not rollout.decides_together:
         return failed_model_loads, shadows
     rollbacks = outputs[STATS_TAG] | "DecideRollout" >> DecideRollout(
         rollout, rollout.decisions, rollout.decide_every or 1

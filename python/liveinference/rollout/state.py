@@ -19,15 +19,18 @@ from typing import Any, Dict, Optional, Set, Tuple
 from liveinference.contract import ModelMetadata
 from liveinference.deadletter import FailureRecord
 from liveinference.rollout.config import RolloutConfig
+from liveinference.rollout.control import Command, command_of
 from liveinference.rollout.policy import Action, Decision, decide
 from liveinference.rollout.roles import CANARY, SHADOW, STABLE
 from liveinference.rollout.stats import RoleStats
 
-__all__ = ["ROLLOUT_STAGE", "CanaryRolledBack", "RolloutState", "decision_of", "rollback_error"]
+__all__ = ["ROLLOUT_STAGE", "CanaryRolledBack", "RolloutState", "rollback_error"]
 
 ROLLOUT_STAGE = "rollout"
 
 _LOG = logging.getLogger(__name__)
+
+_ON_CHANNEL = "decided on the run's rollout channel, which every worker follows"
 
 
 class CanaryRolledBack(RuntimeError):
@@ -40,16 +43,6 @@ def rollback_error(model_id: str, decision: Decision) -> CanaryRolledBack:
         f"model {model_id} rolled back: {'; '.join(decision.reasons)}; numbers: "
         f"{decision.numbers}; it is not loaded again until its file changes"
     )
-
-
-def decision_of(offer: Any) -> Optional[Tuple[str, Action]]:
-    """Reads a decision message: (candidate model_id, action), or None if it is not one."""
-    if not isinstance(offer, ModelMetadata):
-        return None
-    try:
-        return offer.model_id, Action(offer.model_name)
-    except ValueError:
-        return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +69,9 @@ class RolloutState:
         self._stats: Dict[str, RoleStats] = {}
         self._settled: Set[Tuple[Any, ...]] = set()
         self._last_decision: Optional[str] = None
+        self._previous: Any = None  # the ServingModel the last promotion replaced
+        self._pinned = False
+        self._held: Set[Tuple[Any, ...]] = set()  # versions waiting for an unpin
 
     def candidate(self) -> Any:
         """Returns the candidate's ServingModel, or None when no rollout is under way."""
@@ -91,6 +87,10 @@ class RolloutState:
             offer: What its source offered (a failed rollout's dead letter shows it).
         """
         with self._lock:
+            if self._pinned:
+                self._held.add(fingerprint)
+                _LOG.info("model %s waits: the rollout is pinned", serving.model_id)
+                return
             self._candidate = _Candidate(
                 serving, fingerprint, offer, time.monotonic(), time.time()
             )
@@ -109,10 +109,10 @@ class RolloutState:
         return candidate.staged_at if candidate is not None else time.time()
 
     def excluded(self) -> Set[Tuple[Any, ...]]:
-        """Fingerprints the refresher must not load again: the candidate's, and those of
-        versions already promoted or rolled back."""
+        """Fingerprints the refresher must not load again: the candidate's, those of
+        versions already promoted or rolled back, and those waiting for an unpin."""
         candidate = self._candidate
-        settled = set(self._settled)
+        settled = self._settled | self._held
         return settled | {candidate.fingerprint} if candidate is not None else settled
 
     def add(self, model_id: str, role: str, stats: RoleStats) -> None:
@@ -132,8 +132,9 @@ class RolloutState:
             return dict(self._stats)
 
     def follow(self, slot: Any) -> None:
-        """Acts on the newest decision published for the candidate, when all workers share
-        one (`RolloutConfig.decision_window_seconds`); from the refresher's thread.
+        """Acts on the newest message on the run's rollout channel: a decision made for all
+        workers (`decide_every`) or a command (`rollout.control`); from the refresher's
+        thread.
 
         Args:
             slot: The ModelSlot to promote into.
@@ -148,19 +149,65 @@ class RolloutState:
             return
         self._last_decision = newest
         read = channel.read(newest)
-        decided = decision_of(read[0]) if read is not None else None
+        command = command_of(read[0]) if read is not None else None
+        if command is not None:
+            self._obey(slot, *command)
+
+    def _obey(self, slot: Any, model_id: str, command: Command) -> None:
+        """Promotes, rolls back, pins or unpins as `command` says about `model_id`."""
         with self._lock:
+            if command is Command.UNPIN:
+                self._pinned = False
+                self._held.clear()
             candidate = self._candidate
-            if decided is None or candidate is None:
-                return
-            model_id, action = decided
-            if model_id != candidate.serving.model_id or action is Action.WAIT:
-                return
-            self._candidate = None
-            self._settled.add(candidate.fingerprint)
-        if action is Action.PROMOTE:
-            slot.swap(candidate.serving)
-        _LOG.info("%s model %s: decided on every worker's statistics", action.value, model_id)
+            if candidate is not None and candidate.serving.model_id == model_id:
+                self._candidate = None
+                self._settled.add(candidate.fingerprint)
+            else:
+                candidate = None
+            if command is Command.PIN:
+                self._pinned = True
+                if self._candidate is not None:
+                    self._held.add(self._candidate.fingerprint)
+                    self._candidate = None
+        if command is Command.UNPIN:
+            _LOG.info("rollout unpinned: new model versions are rolled out again")
+        elif candidate is not None and command is Command.ROLLBACK:
+            _LOG.warning("rollback model %s: %s", model_id, _ON_CHANNEL)
+        elif candidate is not None:
+            self._promote(slot, candidate.serving)
+            _LOG.info("%s model %s: %s", command.value, model_id, _ON_CHANNEL)
+        else:
+            self._go_back(slot, model_id, command)
+
+    def _go_back(self, slot: Any, model_id: str, command: Command) -> None:
+        """Serves the version the last promotion replaced again, when `command` asks it."""
+        current, previous = slot.current(), self._previous
+        current_id = current.model_id if current is not None else None
+        if model_id == current_id and command is not Command.ROLLBACK:
+            _LOG.info("%s model %s: it serves already", command.value, model_id)
+            return
+        previous_id = getattr(previous, "model_id", None)
+        wanted = current_id if command is Command.ROLLBACK else previous_id
+        if previous is None or command is Command.PROMOTE or model_id != wanted:
+            _LOG.warning(
+                "%s model %s ignored: the candidate is %s, the stable model %s, the one "
+                "before it %s",
+                command.value,
+                model_id,
+                self.candidate().model_id if self.candidate() is not None else None,
+                current_id,
+                previous_id,
+            )
+            return
+        self._previous = slot.swap(previous)
+        _LOG.warning(
+            "%s model %s: back to model %s", command.value, model_id, previous.model_id
+        )
+
+    def _promote(self, slot: Any, serving: Any) -> None:
+        """Swaps `serving` in, keeping the model it replaces for a rollback by hand."""
+        self._previous = slot.swap(serving)
 
     def judge(self, slot: Any) -> Optional[Decision]:
         """Decides on the candidate from this process's statistics and acts on it.
@@ -192,7 +239,7 @@ class RolloutState:
     def _act(self, slot: Any, candidate: _Candidate, decision: Decision) -> None:
         model_id = candidate.serving.model_id
         if decision.action is Action.PROMOTE:
-            slot.swap(candidate.serving)
+            self._promote(slot, candidate.serving)
             _LOG.info("promoted model %s: %s", model_id, decision.describe())
             return
         error = rollback_error(model_id, decision)
