@@ -28,6 +28,7 @@ from liveinference.refresh.config import RefreshConfig
 from liveinference.refresh.refresher import start_refresher
 from liveinference.refresh.slot import LoadReport, ModelSlot, ServingModel
 from liveinference.rollout.consensus import SHADOW_TAG, STATS_TAG
+from liveinference.rollout.roles import STABLE
 from liveinference.rollout.serving import serve_rollout
 from liveinference.rollout.state import RolloutState
 from liveinference.sharing import ModelCopies, SlotAccess
@@ -237,6 +238,7 @@ class InferenceDoFn(beam.DoFn):
                 rollout.router,
             )
             results, dead, shadow = outcome.results, outcome.failures, outcome.shadow
+            self._count_roles(outcome.stats, serving, candidate)
             if rollout.config.decides_together:
                 for stats in outcome.stats:
                     role, role_stats = stats
@@ -251,6 +253,15 @@ class InferenceDoFn(beam.DoFn):
             )
         for pair in shadow:
             yield TaggedOutput(SHADOW, pair)
+
+    def _count_roles(self, stats: Any, stable: ServingModel, candidate: ServingModel) -> None:
+        """Counts a rollout batch's predictions per role, and per version and role."""
+        for role, role_stats in stats:
+            model = stable if role == STABLE else candidate
+            for name in {"", model.model_name}:
+                metrics = self._metrics_for(name)
+                if metrics and role_stats.predictions:
+                    metrics.record_role(role, role_stats.predictions)
 
     def _serve(
         self, serving: ServingModel, batch: Sequence[Any], inference_args: Any

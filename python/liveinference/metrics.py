@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Dict
+
 from apache_beam.metrics import Metrics
 
 __all__ = ["InferenceMetrics"]
@@ -34,6 +36,8 @@ class InferenceMetrics:
         )
         self.model_byte_size = Metrics.distribution(namespace, lead + "model_byte_size")
         self.failed_model_loads = Metrics.counter(namespace, lead + "failed_model_loads")
+        self._namespace, self._lead = namespace, lead
+        self._roles: Dict[str, Any] = {}
 
     def record_batch(self, size: int, byte_size: int, latency_us: int) -> None:
         """Reports one inference call on `size` examples."""
@@ -41,6 +45,15 @@ class InferenceMetrics:
         self.batch_size.update(size)
         self.batch_byte_size.update(byte_size)
         self.batch_latency_us.update(latency_us)
+
+    def record_role(self, role: str, count: int) -> None:
+        """Counts `count` predictions made in `role` during a rollout, as
+        "<prefix>_<role>_num_inferences" (e.g. "canary_num_inferences")."""
+        counter = self._roles.get(role)
+        if counter is None:
+            name = f"{self._lead}{role}_num_inferences"
+            counter = self._roles[role] = Metrics.counter(self._namespace, name)
+        counter.inc(count)
 
     def record_load(self, latency_ms: int, byte_size: int) -> None:
         """Reports one model load: its latency and the memory it took."""

@@ -18,7 +18,7 @@ from liveinference.frameworks.sklearn import SklearnModelHandlerNumpy
 from liveinference.rollout.control import RolloutControl, control_message
 from liveinference.rollout.policy import RolloutGates
 from liveinference.rollout.roles import CANARY, STABLE, role_of
-from liveinference.testing import when
+from liveinference.testing import query_metrics, when
 
 from refresh_models import write_model
 from streams import by_time, stream
@@ -76,7 +76,8 @@ def test_promote_now_roll_back_to_the_previous_model_pin_and_unpin(
         ).with_rollout(
             0.5, gates=RolloutGates(min_predictions=10**9), control=control
         ).with_exception_handling()
-        return {"results": results, "inferences": dlq.failed_inferences, "loads": dlq.failed_model_loads}
+        dead, loads = dlq.failed_inferences, dlq.failed_model_loads
+        return {"results": results, "inferences": dead, "loads": loads}
 
     out = run_pipeline(build, streaming=True)
     steps.join(timeout=5)
@@ -87,6 +88,13 @@ def test_promote_now_roll_back_to_the_previous_model_pin_and_unpin(
     assert (STABLE, v3) not in served, "a canary is promoted by the gates or by hand only"
     stable = [r.model_id for r in by_time(results) if role_of(r) == STABLE]
     assert stable[-1] == v1, "the rollback by hand made v1 the stable model again"
+    counters, _ = query_metrics(run_pipeline.result, "BeamML_Sklearn")
+    canaries = [r for r in results if role_of(r) == CANARY]
+    assert counters["canary_num_inferences"] == len(canaries)
+    v2_canaries = sum(r.model_id == v2 for r in canaries)
+    per_version = [n for name, n in counters.items() if name.endswith("v2_canary_num_inferences")]
+    assert per_version == [v2_canaries], "a counter per version and role"
+
 
 
 @pytest.mark.parametrize(
