@@ -1,6 +1,8 @@
 """The refresh loop of one worker process: poll sources, load, validate, swap; never fatal.
 
-One thread per served model and process. It holds the slot weakly and ends once the slot
+One thread per served model and process. Its first poll comes before the slot loads a model:
+a worker that starts late (added, or restarted after a failure) serves the newest good version
+its sources offer, not the step's first model. It holds the slot weakly and ends once the slot
 is gone, once no DoFn has served from it for one interval (the pipeline ended: Beam's
 `Shared` may keep the last slot alive in a long-lived process), or once the stop time has
 passed.
@@ -12,9 +14,9 @@ import logging
 import threading
 import time
 import weakref
-from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
-from liveinference.contract import ModelHandler
+from liveinference.contract import ModelHandler, ModelMetadata
 from liveinference.deadletter import FailureRecord
 from liveinference.refresh.config import RefreshConfig
 from liveinference.refresh.loader import load_version
@@ -31,6 +33,9 @@ _LOG = logging.getLogger(__name__)
 
 # Errors that mean the process is being stopped: the refresh thread lets them end it.
 _STOPPING = (KeyboardInterrupt, SystemExit)
+
+# How many times the first poll looks (SETTLE_SECONDS apart) for the sources to settle.
+_FIRST_POLL_ROUNDS = 20
 
 
 def start_refresher(config: RefreshConfig, slot: ModelSlot, handler: ModelHandler) -> None:
@@ -64,6 +69,8 @@ def start_refresher(config: RefreshConfig, slot: ModelSlot, handler: ModelHandle
 class Refresher:
     """Keeps a slot serving the newest good version its sources offer.
 
+    The first poll (`first_poll`) runs before the slot loads its first model, which then
+    is the version it loaded, or the handler's own model if it loaded none.
     A version that fails to load or to validate is recorded on the slot as a
     FailureRecord (stage "load_model" or "validate") and not tried again until its
     fingerprint changes; the serving model keeps serving. A source that cannot be polled
@@ -106,14 +113,43 @@ class Refresher:
         self._serving_fingerprint: Optional[Tuple[Any, ...]] = None
         self._failed: Set[Tuple[Any, ...]] = set()
         self._poll_errors: Dict[int, str] = {}
+        self._first_poll_done = threading.Event()
 
     def start(self) -> None:
-        """Starts polling on a daemon thread, named after the handler's first model."""
+        """Starts polling on a daemon thread, named after the handler's first model; the
+        thread's first poll is `first_poll`."""
         name = f"liveinference-refresh {self._handler.get_model_id()}"
         threading.Thread(target=self._run, name=name, daemon=True).start()
 
-    def poll_once(self) -> None:
-        """Polls every source once and loads what the policy picks; on the caller's thread."""
+    def first_poll(self) -> None:
+        """Loads the newest good version the sources offer once they have settled; on the
+        caller's thread. Ends `wait_first_poll`, whatever happened.
+
+        Polls until no source is settling (a watched file is offered once two polls
+        SETTLE_SECONDS apart saw it unchanged), at most _FIRST_POLL_ROUNDS times. A version
+        that fails is reported and marked failed as on any poll. Per-key model paths are
+        left for the polls after the first models have loaded: they refresh a serving set.
+        """
+        try:
+            self._handler.set_environment_vars()
+            for _ in range(_FIRST_POLL_ROUNDS):
+                self.poll_once(single_models_only=True)
+                if not self._settling():
+                    return
+                time.sleep(SETTLE_SECONDS)
+        finally:
+            self._first_poll_done.set()
+
+    def wait_first_poll(self, timeout: Optional[float] = None) -> bool:
+        """Waits until `first_poll` has ended; returns False if `timeout` seconds passed first."""
+        return self._first_poll_done.wait(timeout)
+
+    def poll_once(self, single_models_only: bool = False) -> None:
+        """Polls every source once and loads what the policy picks; on the caller's thread.
+
+        Args:
+            single_models_only: Leave per-key model paths for a later poll.
+        """
         self._follow_rollout()
         for index, source in enumerate(self._sources):
             try:
@@ -127,8 +163,11 @@ class Refresher:
             rollout = getattr(self._slot(), "rollout", None)
             failed = self._failed if rollout is None else self._failed | rollout.excluded()
             version = version_to_load(offered, self._serving_fingerprint, failed)
-            if version is not None:
-                self._load(version)
+            if version is None:
+                continue
+            if single_models_only and not isinstance(version.offer, ModelMetadata):
+                continue
+            self._load(version)
 
     def _follow_rollout(self) -> None:
         """Acts on a rollout decision made for all workers, if the step shares one."""
@@ -202,7 +241,13 @@ class Refresher:
             return None
         return True
 
+    def _settling(self) -> bool:
+        return any(getattr(source, "settling", False) for source in self._sources)
+
     def _run(self) -> None:
+        if self._stop_timestamp is None or time.time() < self._stop_timestamp:
+            self._guarded(self.first_poll)
+        self._first_poll_done.set()
         idle: Optional[bool] = False
         while True:
             idle = self._retired(bool(idle))
@@ -210,11 +255,15 @@ class Refresher:
                 return
             if self._stop_timestamp is not None and time.time() >= self._stop_timestamp:
                 return
-            try:
-                self.poll_once()
-            except BaseException as error:  # noqa: BLE001 - the thread outlives any one poll
-                if isinstance(error, _STOPPING):
-                    raise
-                _LOG.exception("model refresh failed unexpectedly: %s; polling again", error)
-            settling = any(getattr(source, "settling", False) for source in self._sources)
-            time.sleep(min(SETTLE_SECONDS, self._interval) if settling else self._interval)
+            self._guarded(self.poll_once)
+            time.sleep(min(SETTLE_SECONDS, self._interval) if self._settling() else self._interval)
+
+    @staticmethod
+    def _guarded(poll: Callable[[], None]) -> None:
+        """Runs `poll`; logs any error but the process stopping, so the thread outlives it."""
+        try:
+            poll()
+        except BaseException as error:  # noqa: BLE001 - the thread outlives any one poll
+            if isinstance(error, _STOPPING):
+                raise
+            _LOG.exception("model refresh failed unexpectedly: %s; polling again", error)

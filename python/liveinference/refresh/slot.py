@@ -145,8 +145,10 @@ def resident_bytes() -> int:
 class ModelSlot:
     """Holds the serving model of one worker process, shared by all its threads.
 
-    The first caller of `wait_for_model()` loads the handler's own model; concurrent callers
-    wait for that one load. A refresher swaps later versions in with `swap()`. Loads, swaps and
+    The first caller of `wait_for_model()` loads the first model; concurrent callers wait for
+    that one load. With a refresher, the first model is the version its first poll loaded,
+    if any (a worker that starts late serves what the others serve); else it is the handler's
+    own. A refresher swaps later versions in with `swap()`. Loads, swaps and
     failures are queued as events for the processing thread to report (Beam's metrics and
     outputs are only reachable from there).
 
@@ -185,7 +187,7 @@ class ModelSlot:
         return self._serving
 
     def wait_for_model(self, timeout: Optional[float] = None) -> ServingModel:
-        """Returns the serving model, loading the handler's own model first if none is ready.
+        """Returns the serving model, loading the first model if none is ready.
 
         A load that runs past `timeout` goes on; the next call waits for that same load.
 
@@ -282,13 +284,22 @@ class ModelSlot:
         return events
 
     def _load_first(self) -> ServingModel:
-        """Loads the handler's own model; forgets this load once it ends, either way.
+        """Waits for the refresher's first poll, if the slot has a refresher; loads the
+        handler's own model unless that poll swapped a version in. Forgets this load once
+        it ends, either way.
 
         The finished load is dropped so it does not keep the first model alive after a
         swap; after a failure the next `wait_for_model` starts a new load.
         """
         model_id = self.first_model_id
         try:
+            refresher = self._refresher
+            if refresher is not None:
+                refresher.wait_first_poll()
+                with self._lock:
+                    polled = self._serving
+                if polled is not None:
+                    return polled
             self._handler.set_environment_vars()
             before = resident_bytes()
             started = time.perf_counter()

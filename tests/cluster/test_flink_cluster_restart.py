@@ -49,9 +49,6 @@ def test_nothing_is_lost_across_the_restart_and_duplicates_are_counted(fault_run
     assert counts["rows_out"] == fault_run.rows_in, counts
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a fresh worker's model slot loads the handler's own model_uri (v1) and serves it until "
-    "its refresher has loaded the newest version the pattern offers (issue 11 item 5)"))
 def test_restarted_workers_never_serve_the_first_model_again(fault_run):
     served = versions_by_worker(fault_run.predictions(up_to_cutoff=False))
     assert all(1 not in served[worker] for worker in _restarted(fault_run)), {
