@@ -193,6 +193,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         level=getattr(logging, args.log_level, logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
+        # Importing Beam 2.7x logs a warning first, which would leave the root logger at
+        # WARNING and the service's own INFO lines (listening, shutting down) unseen.
+        force=True,
     )
     if args.command == "serve":
         return _serve(args)

@@ -221,6 +221,54 @@ def _check_components(components: beam_runner_api_pb2.Components) -> None:
             )
 
 
+def _is_standard_coder(components: beam_runner_api_pb2.Components, coder_id: str) -> bool:
+    """True if `coder_id` and every coder inside it are Beam's standard coders."""
+    coder = components.coders.get(coder_id)
+    return coder is not None and coder.spec.urn in ALLOWED_CODERS and all(
+        _is_standard_coder(components, inner) for inner in coder.component_coder_ids
+    )
+
+
+def _needed_components(
+    request: beam_expansion_api_pb2.ExpansionRequest,
+) -> beam_runner_api_pb2.Components:
+    """Returns the part of the request's components that the expansion reads: the input
+    PCollections, the Impulse placeholders that make them, their windowing strategies, and the
+    coders these and the requested output coders name, with their component coders.
+
+    A client's SDK sends every coder its pipeline made so far; those are dropped unread
+    instead of refused. A requested output coder that is not a standard one (Beam 2.77's Python
+    asks for its pickled FastPrimitivesCoder when the output type is unknown) is dropped too: the
+    transform's own output types hold, as when no coder is requested.
+    """
+    given = request.components
+    needed = beam_runner_api_pb2.Components()
+    coder_ids = [coder_id for coder_id in request.output_coder_requests.values()
+                 if _is_standard_coder(given, coder_id)]
+    for pcollection_id in request.transform.inputs.values():
+        pcollection = given.pcollections.get(pcollection_id)
+        if pcollection is None:
+            continue
+        needed.pcollections[pcollection_id].CopyFrom(pcollection)
+        coder_ids.append(pcollection.coder_id)
+        strategy = given.windowing_strategies.get(pcollection.windowing_strategy_id)
+        if strategy is not None:
+            needed.windowing_strategies[pcollection.windowing_strategy_id].CopyFrom(strategy)
+            coder_ids.append(strategy.window_coder_id)
+        for transform_id, transform in given.transforms.items():
+            if pcollection_id in transform.outputs.values():
+                needed.transforms[transform_id].CopyFrom(transform)
+    while coder_ids:
+        coder_id = coder_ids.pop()
+        if coder_id in needed.coders or coder_id not in given.coders:
+            continue
+        needed.coders[coder_id].CopyFrom(given.coders[coder_id])
+        coder_ids.extend(given.coders[coder_id].component_coder_ids)
+    for environment_id, environment in given.environments.items():
+        needed.environments[environment_id].CopyFrom(environment)
+    return needed
+
+
 def check_expansion_request(
     request: beam_expansion_api_pb2.ExpansionRequest, allow_inline_source: bool = False,
 ) -> beam_expansion_api_pb2.ExpansionRequest:
@@ -232,8 +280,9 @@ def check_expansion_request(
             Python source (the operator passed `--allow-inline-source`).
 
     Returns:
-        The request for Beam's servicer to expand: `request` itself, or for Beam's stock
-        RunInference a copy naming `BEAM_RUN_INFERENCE_URN`, its source declared a string.
+        The request for Beam's servicer to expand: a copy of `request` holding only the
+        components the expansion reads (see `_needed_components`), and for Beam's stock
+        RunInference naming `BEAM_RUN_INFERENCE_URN`, its source declared a string.
 
     Raises:
         RequestRefused: naming the first thing that is not allowed (a transform URN, a
@@ -244,7 +293,8 @@ def check_expansion_request(
         raise _refuse(f"transform URN {spec.urn!r} is not allowed")
     if request.transform.subtransforms:
         raise _refuse("the transform to expand has subtransforms")
-    _check_components(request.components)
+    needed = _needed_components(request)
+    _check_components(needed)
     for tag, pcollection_id in request.transform.inputs.items():
         if pcollection_id not in request.components.pcollections:
             raise _refuse(f"input {tag!r} names PCollection {pcollection_id!r}, which the "
@@ -253,11 +303,15 @@ def check_expansion_request(
         if coder_id not in request.components.coders:
             raise _refuse(f"output {tag!r} asks for coder {coder_id!r}, which the request's "
                           "components do not hold")
+    standard_outputs = {tag: coder_id for tag, coder_id in request.output_coder_requests.items()
+                        if coder_id in needed.coders}
     rewritten = _check_transform_payload(spec.payload, allow_inline_source)
-    if not rewritten:
-        return request
-    stock = beam_expansion_api_pb2.ExpansionRequest()
-    stock.CopyFrom(request)
-    stock.transform.spec.urn = BEAM_RUN_INFERENCE_URN
-    stock.transform.spec.payload = rewritten
-    return stock
+    checked = beam_expansion_api_pb2.ExpansionRequest()
+    checked.CopyFrom(request)
+    checked.components.CopyFrom(needed)
+    checked.output_coder_requests.clear()
+    checked.output_coder_requests.update(standard_outputs)
+    if rewritten:
+        checked.transform.spec.urn = BEAM_RUN_INFERENCE_URN
+        checked.transform.spec.payload = rewritten
+    return checked

@@ -34,7 +34,7 @@ def expand(address: str, constructor: str = TRANSFORM_NAME, **kwargs) -> beam.PC
     pipeline = beam.Pipeline()
     return (
         pipeline
-        | beam.Create(["1,2,3,4"])
+        | beam.Create(["1,2,3,4"]).with_output_types(str)
         | beam.ExternalTransform(
             PYTHON_FULLY_QUALIFIED_NAMED_TRANSFORM_URN, payload.SerializeToString(), address
         )
