@@ -8,10 +8,13 @@ started, or starts one (and stops it at the end), then runs the two scenarios of
   directory; a corrupt v3, then v4 follow. Figures for v2.
 - restart: checkpointing on; v3 takes 5 s to load and TaskManager tm-2 is SIGKILLed while its
   worker loads it, then started again; Flink restarts the job. Figures for v3.
+- throughput: a batch job scoring random rows (`cluster.throughput`) on this cluster with
+  parallelism 2, and on a second cluster with one TaskManager, parallelism 1.
 
 Writes benchmarks/results/cluster.json (top level: taskmanagers, workers, rows_in, rows_out,
-dead_letters, lost, duplicates, skew_seconds, refresh_latency_seconds per worker, and
-`restart` with the same keys) and cluster.png (which worker served which version over time).
+dead_letters, lost, duplicates, skew_seconds, refresh_latency_seconds per worker,
+`restart` with the same keys, and `throughput` by number of TaskManagers) and cluster.png
+(which worker served which version over time).
 """
 
 from __future__ import annotations
@@ -31,10 +34,12 @@ from cluster import flink  # noqa: E402
 from cluster.analysis import first_served, row_counts, versions_by_worker  # noqa: E402
 from cluster.scenarios import Run, fault_scenario, refresh_scenario, restarted_workers  # noqa: E402
 from cluster.state import DEFAULT_ROOT, ClusterState  # noqa: E402
+from cluster.throughput import measure  # noqa: E402
 
 _LOGGER = logging.getLogger("benchmarks.cluster")
 POLL_SECONDS = 0.5
 SLOW_LOAD_SECONDS = 5.0
+THROUGHPUT_ROWS = 200_000
 
 
 def figures(run: Run, version: int) -> Dict:
@@ -107,6 +112,16 @@ def plot(runs: Dict[str, Run], path: Path) -> None:
     figure.savefig(path, dpi=110)
 
 
+def one_taskmanager_rate(scratch: Path) -> Dict:
+    """Starts a cluster with one TaskManager beside the other, measures, stops it."""
+    root = DEFAULT_ROOT.with_name(DEFAULT_ROOT.name + "-1tm")
+    state = flink.start(root, taskmanagers=1)
+    try:
+        return measure(state, scratch / "throughput-1", THROUGHPUT_ROWS, parallelism=1)
+    finally:
+        flink.stop(root)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Runs both scenarios and writes the JSON and the plot; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -121,6 +136,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         with tempfile.TemporaryDirectory(prefix="bench-cluster-") as scratch:
             normal = refresh_scenario(state, Path(scratch) / "refresh")
             fault = fault_scenario(state, Path(scratch) / "restart", SLOW_LOAD_SECONDS)
+            two = measure(state, Path(scratch) / "throughput-2", THROUGHPUT_ROWS, parallelism=2)
+            if started:
+                flink.stop(DEFAULT_ROOT)
+                started = False
+            throughput = {"1": one_taskmanager_rate(Path(scratch)), "2": two}
             result = {
                 **figures(normal, 2),
                 "poll_seconds": POLL_SECONDS,
@@ -128,6 +148,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 "skew_target_seconds": POLL_SECONDS,
                 "cluster_start_seconds": state.started_seconds,
                 "restart": {**restart_figures(fault), "load_seconds": SLOW_LOAD_SECONDS},
+                # Batch job, scikit-learn; key: TaskManagers (= parallelism, one task each).
+                "throughput": throughput,
             }
             args.results.mkdir(parents=True, exist_ok=True)
             (args.results / "cluster.json").write_text(json.dumps(result, indent=2) + "\n")
