@@ -246,6 +246,30 @@ def test_pickled_coder_in_the_components_is_refused_unread(service, attacker, tm
     assert not marker.exists()
 
 
+def test_pickled_output_coder_requests_and_unused_pickled_coders_are_never_decoded(
+        service, attacker, models, tmp_path):
+    """Beam 2.77's Python asks for a pickled output coder when the output type is unknown, and
+    any SDK may send coders of earlier steps: both are dropped unread, and the request expands."""
+    marker = tmp_path / "output_coder_ran"
+    evil = beam_runner_api_pb2.Coder(spec=beam_runner_api_pb2.FunctionSpec(
+        urn=python_urns.PICKLED_CODER,
+        payload=wrappers_pb2.BytesValue(
+            value=b"Evil$" + pickler.dumps(_TouchOnUnpickle(marker), use_zlib=True)
+        ).SerializeToString()))
+    transform = _named_transform(handler="sklearn_numpy",
+                                 handler_args=beam.Row(model_uri=str(models["v1"])))
+    request = beam_expansion_api_pb2.ExpansionRequest.FromString(_with_an_input(transform))
+    request.components.coders["evil_output"].CopyFrom(evil)
+    request.components.coders["evil_unused"].CopyFrom(evil)
+    request.output_coder_requests["0"] = "evil_output"
+    result = attacker.send(service.address, EXPAND, request.SerializeToString())
+    assert result["ok"], result
+    response = beam_expansion_api_pb2.ExpansionResponse.FromString(result["responses"][0])
+    assert not response.error, response.error
+    assert response.transform.outputs
+    assert not marker.exists()
+
+
 def _with_an_input(transform: beam_runner_api_pb2.PTransform) -> bytes:
     """The request as Java sends it: the transform applied to an Impulse's bytes."""
     context = pipeline_context.PipelineContext()
