@@ -7,19 +7,24 @@ PYTHON ?= python3.11
 VENV_KEY := $(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
 VENV ?= $(HOME)/.cache/liveinference/venv-$(VENV_KEY)
 DEMO_VENV ?= $(HOME)/.cache/liveinference/demo-venv-$(VENV_KEY)
+# The second test leg: the newest Beam release on PyPI, with the light frameworks only.
+LATEST_KEY := $(shell cat pyproject.toml constraints-beam-latest.txt | sha256sum | cut -c1-16)
+LATEST_VENV ?= $(HOME)/.cache/liveinference/beam-latest-venv-$(LATEST_KEY)
+LATEST_EXTRAS := sklearn,onnx,xgboost
+LATEST_TOOLS := pytest pytest-timeout skl2onnx cryptography boto3 'moto[server]' mypy
 PY := $(VENV)/bin/python
 ALL_EXTRAS := all,test
 export PATH := $(VENV)/bin:$(PATH)
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: venv demo-venv test demo bench clean-venv
+.PHONY: venv demo-venv latest-venv test test-beam-latest demo bench clean-venv
 
-# $(call make_venv,DIR,EXTRAS): a venv with the dependencies of liveinference[EXTRAS].
+# $(call make_venv,DIR,EXTRAS[,CONSTRAINTS[,MORE PACKAGES]]): a venv with liveinference[EXTRAS].
 define make_venv
 	rm -rf "$(1)"
 	$(PYTHON) -m venv "$(1)"
 	"$(1)/bin/python" -m pip install --quiet --upgrade pip 'setuptools>=77' wheel
-	"$(1)/bin/python" -m pip install --quiet -c constraints.txt -e '.[$(2)]'
+	"$(1)/bin/python" -m pip install --quiet -c $(or $(3),constraints.txt) -e '.[$(2)]' $(4)
 	rm -rf build python/*.egg-info expansion/*.egg-info
 	touch "$(1)/.ready"
 endef
@@ -46,8 +51,28 @@ $(DEMO_VENV)/.ready:
 	rm -rf $(filter-out $(DEMO_VENV),$(wildcard $(dir $(DEMO_VENV))demo-venv-*))
 	$(call make_venv,$(DEMO_VENV),sklearn)
 
-test: venv java-build prism flink-jobserver docker-image
+latest-venv: $(LATEST_VENV)/.ready
+	@$(call point_at_checkout,$(LATEST_VENV))
+
+$(LATEST_VENV)/.ready:
+	rm -rf $(filter-out $(LATEST_VENV),$(wildcard $(dir $(LATEST_VENV))beam-latest-venv-*))
+	$(call make_venv,$(LATEST_VENV),$(LATEST_EXTRAS),constraints-beam-latest.txt,$(LATEST_TOOLS))
+
+# Both legs: everything on Beam 2.62.0 (the release Java needs), then the library, the light
+# frameworks and the service on the newest Beam release.
+test: venv java-build prism flink-jobserver docker-image latest-venv
 	"$(PY)" -m pytest -q -p no:cacheprovider
+	$(MAKE) --no-print-directory test-beam-latest
+
+# Tests that need PyTorch, TensorFlow, Hugging Face, Java or the Flink cluster stay on the first leg.
+LATEST_TESTS := tests/test_*.py tests/refresh --ignore=tests/refresh/test_frameworks_refresh.py \
+  tests/frameworks/test_base.py \
+  tests/frameworks/test_sklearn.py tests/frameworks/test_onnx.py tests/frameworks/test_xgboost.py \
+  tests/frameworks/test_batching_arguments.py $(wildcard tests/frameworks/test_remote*.py) \
+  $(wildcard tests/rollout) tests/xlang/test_service.py \
+  tests/xlang/test_security.py tests/xlang/test_security_tls.py tests/xlang/test_configured_transform.py
+test-beam-latest: latest-venv prism
+	LIVEINFERENCE_BEAM_LEG=latest "$(LATEST_VENV)/bin/python" -m pytest -q -p no:cacheprovider $(LATEST_TESTS)
 
 # The demo needs scikit-learn only: a light venv, built in about a minute on a new machine.
 demo: demo-venv
@@ -56,9 +81,11 @@ demo: demo-venv
 bench: venv
 	"$(PY)" benchmarks/throughput.py
 	"$(PY)" benchmarks/refresh.py
+	"$(PY)" benchmarks/length_batching.py
+	"$(PY)" benchmarks/batched.py
 
 clean-venv:
-	rm -rf "$(VENV)" "$(DEMO_VENV)"
+	rm -rf "$(VENV)" "$(DEMO_VENV)" "$(LATEST_VENV)"
 
 # --- Cross-language: Java wrapper, expansion service, runners, service image -------------------
 # Everything downloaded or built is cached outside the checkout (~/.cache/liveinference, ~/.m2,
@@ -111,3 +138,17 @@ java-demo: venv java-build prism
 
 bench-xlang: venv java-build prism
 	"$(PY)" benchmarks/xlang.py
+
+# --- A Flink 1.19 session cluster on this machine: a JobManager, two TaskManagers, Beam's job server;
+# state, ports and logs in ~/.cache/liveinference/flink-cluster/ (`$(PY) -m cluster.flink status`).
+# The cluster tests start one themselves when none runs, and stop what they started.
+.PHONY: flink-cluster flink-cluster-stop bench-cluster
+
+flink-cluster: venv flink-jobserver
+	"$(PY)" -m cluster.flink start
+
+flink-cluster-stop: venv
+	"$(PY)" -m cluster.flink stop
+
+bench-cluster: venv flink-jobserver
+	"$(PY)" benchmarks/cluster.py
