@@ -70,7 +70,8 @@ LATEST_TESTS := tests/test_*.py tests/refresh --ignore=tests/refresh/test_framew
   tests/frameworks/test_sklearn.py tests/frameworks/test_onnx.py tests/frameworks/test_xgboost.py \
   tests/frameworks/test_batching_arguments.py $(wildcard tests/frameworks/test_remote*.py) \
   $(wildcard tests/rollout) tests/xlang/test_service.py \
-  tests/xlang/test_security.py tests/xlang/test_security_tls.py tests/xlang/test_configured_transform.py
+  tests/xlang/test_security.py tests/xlang/test_security_tls.py tests/xlang/test_configured_transform.py \
+  tests/xlang/test_crossing_batches.py tests/xlang/test_warm_workers.py
 test-beam-latest: latest-venv prism
 	LIVEINFERENCE_BEAM_LEG=latest "$(LATEST_VENV)/bin/python" -m pytest -q -p no:cacheprovider $(LATEST_TESTS)
 
@@ -136,7 +137,7 @@ serve: venv
 java-demo: venv java-build prism
 	"$(PY)" examples/java_demo.py
 
-bench-xlang: venv java-build prism
+bench-xlang: venv java-build prism flink-jobserver
 	"$(PY)" benchmarks/xlang.py
 
 # --- A Flink 1.19 session cluster on this machine: a JobManager, two TaskManagers, Beam's job server;
