@@ -1,4 +1,6 @@
-"""The one check every numeric setting passes: intervals, timeouts and thresholds.
+"""Checks of RunInference's settings, run when it is built: the one check every numeric
+setting passes (intervals, timeouts and thresholds), the handler and keywords, and Beam
+2.77's ModelManager arguments.
 
 A setting that is not a finite number in its range would break refresh or inference
 silently (a `nan` interval ends the refresh thread, a `nan` timeout dead-letters every
@@ -10,9 +12,9 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Optional
+from typing import AbstractSet, Any, Mapping, Optional
 
-__all__ = ["checked_number"]
+__all__ = ["check_handler_and_keywords", "check_model_manager_arguments", "checked_number"]
 
 
 def checked_number(
@@ -60,3 +62,41 @@ def checked_number(
     if not math.isfinite(number) or too_low or too_high:
         raise ValueError(f"{name} must be {expected}, finite (not nan or inf), got {value!r}")
     return number
+
+def check_model_manager_arguments(use_model_manager: bool, model_manager_args: Any) -> None:
+    """Refuses Beam 2.77's ModelManager arguments, saying what to use instead.
+
+    Raises:
+        ValueError: if `use_model_manager` is on or `model_manager_args` is given.
+    """
+    if not use_model_manager and model_manager_args is None:
+        return
+    raise ValueError(
+        f"use_model_manager={use_model_manager!r}, model_manager_args={model_manager_args!r}: "
+        "liveinference does not run Beam's ModelManager (many models' copies placed on a GPU "
+        "by measured memory, evicted least recently used); each step serves one model per "
+        "worker process and swaps versions in place. Leave both unset; to share one copy of "
+        "a model among a machine's processes, build the handler with large_model=True "
+        "(model_copies=N for N copies)"
+    )
+
+
+def check_handler_and_keywords(
+    model_handler: Any, kwargs: Mapping[str, Any], accepted: AbstractSet[str]
+) -> None:
+    """Refuses a RunInference whose handler is not one, or that got unknown keywords.
+
+    Raises:
+        TypeError: naming what arrived and what is accepted.
+    """
+    if not all(hasattr(model_handler, name) for name in ("load_model", "run_inference")):
+        raise TypeError(
+            f"RunInference needs a ModelHandler, got {type(model_handler).__name__}; "
+            "subclass liveinference.ModelHandler or use a framework handler"
+        )
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise TypeError(
+            f"RunInference got unknown keyword arguments {unknown}; "
+            f"it accepts {sorted(accepted)} besides its named parameters"
+        )

@@ -1,11 +1,15 @@
-"""The RunInference PTransform and the DoFn that runs a model on each batch."""
+"""The RunInference PTransform: its arguments and builder methods, and how it wires its steps.
+
+The steps live elsewhere: processing.py (pre/postprocessing), batching.py, inference_step.py
+(the inference ParDo and its outputs), event_time.py, batched/ (on_batches), rollout/.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import os
 import uuid
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 
@@ -13,53 +17,25 @@ from liveinference.batched.dofn import PostprocessFn
 from liveinference.batched.transform import OnBatches
 from liveinference.batching import HandlerBatching
 from liveinference.contract import ModelHandler
-from liveinference.deadletter import ExceptionTypes, FailureRecord, FailureThreshold, RunInferenceDLQ
-from liveinference.dofn import FAILED, FAILED_MODEL_LOADS, InferenceDoFn, crash_model_id
-from liveinference.event_time import (
-    EventTimeInferenceDoFn,
-    RouteByEventTime,
-    by_event_time,
-    crashed_elements,
-    routed_batching,
-)
+from liveinference.deadletter import ExceptionTypes, FailureThreshold, RunInferenceDLQ
+from liveinference.dofn import InferenceDoFn
+from liveinference.event_time import (EventTimeInferenceDoFn, RouteByEventTime, by_event_time,
+                                      routed_batching)
+from liveinference.inference_step import infer_step
 from liveinference.processing import ApplyFns
 from liveinference.refresh.config import RefreshConfig
-from liveinference.refresh.model_versions import PublishModelVersions
-from liveinference.refresh.pipeline_run import channel_for_run, run_id_of
+from liveinference.refresh.pipeline_run import run_id_of
 from liveinference.refresh.validate import ModelValidation
 from liveinference.rollout.config import RolloutConfig
-from liveinference.rollout.control import PublishControl
-from liveinference.rollout.consensus import rollout_outputs, rollout_tags
 from liveinference.rollout.policy import RolloutGates
-from liveinference.settings import checked_number
+from liveinference.run_channels import with_run_channels
+from liveinference.settings import (check_handler_and_keywords, check_model_manager_arguments,
+                                    checked_number)
 from liveinference.sharing import SlotAccess
 
 __all__ = ["RunInference"]
 
-_CRASHED = "crashed"
 _REFRESH_KWARGS = frozenset({"interval", "stop_timestamp", "refresh_channel"})
-
-
-def _crash_records(
-    crash: Tuple[Any, Tuple[Any, str, Any]], model_id: str
-) -> Iterator[FailureRecord]:
-    """Turns a batch whose worker subprocess died into one record per element."""
-    batch, (error_type, error_repr, lines) = crash
-    elements = crashed_elements(batch, model_id)
-    message = (
-        f"the inference subprocess died on this element's batch ({error_repr}); its "
-        f"{len(elements)} elements are dead-lettered together"
-    )
-    for element, model_id in elements:
-        yield FailureRecord(
-            element,
-            "inference",
-            f"{error_type.__module__}.{error_type.__qualname__}",
-            message,
-            model_id,
-            (error_type, error_repr, lines),
-            batched=True,
-        )
 
 
 class RunInference(beam.PTransform):
@@ -129,18 +105,8 @@ class RunInference(beam.PTransform):
         **kwargs: Any,
     ) -> None:
         super().__init__()
-        _refuse_model_manager(use_model_manager, model_manager_args)
-        if not all(hasattr(model_handler, name) for name in ("load_model", "run_inference")):
-            raise TypeError(
-                f"RunInference needs a ModelHandler, got {type(model_handler).__name__}; "
-                "subclass liveinference.ModelHandler or use a framework handler"
-            )
-        unknown = sorted(set(kwargs) - _REFRESH_KWARGS)
-        if unknown:
-            raise TypeError(
-                f"RunInference got unknown keyword arguments {unknown}; "
-                f"it accepts {sorted(_REFRESH_KWARGS)} besides its named parameters"
-            )
+        check_model_manager_arguments(use_model_manager, model_manager_args)
+        check_handler_and_keywords(model_handler, kwargs, _REFRESH_KWARGS)
         model_handler.validate_inference_args(inference_args)
         self._model_handler = model_handler
         self._inference_args = inference_args
@@ -359,20 +325,9 @@ class RunInference(beam.PTransform):
         inputs = pcoll
         refresh = self._refresh
         self._event_time = by_event_time(self._model_metadata_pcoll, refresh, pcoll.pipeline)
-        if self._model_metadata_pcoll is not None and not self._event_time:
-            channel = channel_for_run(pcoll.pipeline, self._channel_root, self._model_tag)
-            refresh = dataclasses.replace(refresh, channel=channel)
-            _ = self._model_metadata_pcoll | "PublishModelVersions" >> PublishModelVersions(
-                channel
-            )
-        if refresh.rollout is not None and refresh.rollout.shared_decision:
-            decisions = channel_for_run(
-                pcoll.pipeline, self._channel_root, f"{self._model_tag}-rollout"
-            )
-            rollout = dataclasses.replace(refresh.rollout, decisions=decisions)
-            refresh = dataclasses.replace(refresh, rollout=rollout)
-            if self._rollout_control is not None:
-                _ = self._rollout_control | "PublishRolloutControl" >> PublishControl(decisions)
+        live_versions = None if self._event_time else self._model_metadata_pcoll
+        refresh = with_run_channels(pcoll.pipeline, refresh, self._channel_root, self._model_tag,
+                                    live_versions, self._rollout_control)
         # One slot per model and run: a new run never picks up an old run's model.
         slot_tag = f"{self._model_tag}-{run_id_of(pcoll.pipeline)}"
         if self._on_batches is not None:
@@ -436,41 +391,5 @@ class RunInference(beam.PTransform):
         namespace = self._metrics_namespace or handler.get_metrics_namespace()
         kind = EventTimeInferenceDoFn if self._event_time else InferenceDoFn
         dofn = kind(handler, namespace, slot_tag, self._catch, self._timeout, refresh)
-        pardo = beam.ParDo(dofn, self._inference_args)
-        pardo.with_resource_hints(**handler.get_resource_hints())
-        rollout = refresh.rollout
-        extra = rollout_tags(rollout)
-        if self._catch is None:
-            if not extra:
-                return batches | "RunInference" >> pardo, None, None, None
-            outputs = batches | "RunInference" >> pardo.with_outputs(*extra, main="main")
-            _, shadows = rollout_outputs(outputs, rollout, None)
-            return outputs.main, None, None, shadows
-        tags = (FAILED, FAILED_MODEL_LOADS, *extra)
-        if not self._use_subprocess:
-            outputs = batches | "RunInference" >> pardo.with_outputs(*tags, main="main")
-            loads, shadows = rollout_outputs(outputs, rollout, outputs[FAILED_MODEL_LOADS])
-            return outputs.main, outputs[FAILED], loads, shadows
-        outputs = batches | "RunInference" >> pardo.with_exception_handling(
-            main_tag="main", dead_letter_tag=_CRASHED, exc_class=self._catch, use_subprocess=True
-        )
-        crashed = outputs[_CRASHED] | "CrashRecords" >> beam.FlatMap(
-            _crash_records, crash_model_id(handler, refresh)
-        )
-        failed = (outputs[FAILED], crashed) | "FailedInferences" >> beam.Flatten()
-        loads, shadows = rollout_outputs(outputs, rollout, outputs[FAILED_MODEL_LOADS])
-        return outputs.main, failed, loads, shadows
-
-
-def _refuse_model_manager(use_model_manager: bool, model_manager_args: Any) -> None:
-    """Refuses Beam 2.77's ModelManager arguments, saying what to use instead."""
-    if not use_model_manager and model_manager_args is None:
-        return
-    raise ValueError(
-        f"use_model_manager={use_model_manager!r}, model_manager_args={model_manager_args!r}: "
-        "liveinference does not run Beam's ModelManager (many models' copies placed on a GPU "
-        "by measured memory, evicted least recently used); each step serves one model per "
-        "worker process and swaps versions in place. Leave both unset; to share one copy of "
-        "a model among a machine's processes, build the handler with large_model=True "
-        "(model_copies=N for N copies)"
-    )
+        return infer_step(batches, dofn, handler, refresh, self._inference_args, self._catch,
+                          self._use_subprocess)

@@ -6,11 +6,6 @@ import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
 import java.util.regex.Pattern;
-import org.apache.beam.sdk.coders.Coder;
-import org.apache.beam.sdk.coders.KvCoder;
-import org.apache.beam.sdk.coders.RowCoder;
-import org.apache.beam.sdk.coders.StringUtf8Coder;
-import org.apache.beam.sdk.coders.VarLongCoder;
 import org.apache.beam.sdk.schemas.Schema;
 import org.apache.beam.sdk.schemas.Schema.FieldType;
 import org.apache.beam.sdk.schemas.Schema.TypeName;
@@ -290,18 +285,6 @@ abstract class Config implements Serializable {
     return toBuilder().setTls(tls).build();
   }
 
-  /** The coder of one prediction: RowCoder, or KvCoder of the key and a RowCoder. */
-  Coder<?> predictionCoder() {
-    RowCoder rows = RowCoder.of(RunInference.predictionSchema(exampleType(), inferenceType()));
-    FieldType keyType = keyType();
-    if (keyType == null) {
-      return rows;
-    }
-    Coder<?> keys =
-        keyType.getTypeName() == TypeName.STRING ? StringUtf8Coder.of() : VarLongCoder.of();
-    return KvCoder.of(keys, rows);
-  }
-
   /** A short description for error messages. */
   String describe() {
     if (handler() == null) {
@@ -377,12 +360,9 @@ abstract class Config implements Serializable {
   /** Refuses a missing, zero or negative duration, naming the argument and the method. */
   private static void checkPositive(@Nullable Duration value, String argument, String method) {
     if (value == null || value.getMillis() <= 0) {
-      throw new IllegalArgumentException(
-          method
-              + ": "
-              + argument
-              + " must be a positive duration (at least one millisecond), got "
-              + value);
+      throw new IllegalArgumentException(String.format(
+          "%s: %s must be a positive duration (at least one millisecond), got %s",
+          method, argument, value));
     }
   }
 

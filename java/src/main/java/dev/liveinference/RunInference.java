@@ -3,9 +3,13 @@ package dev.liveinference;
 import java.util.List;
 import java.util.Map;
 import org.apache.beam.sdk.coders.Coder;
+import org.apache.beam.sdk.coders.KvCoder;
 import org.apache.beam.sdk.coders.RowCoder;
+import org.apache.beam.sdk.coders.StringUtf8Coder;
+import org.apache.beam.sdk.coders.VarLongCoder;
 import org.apache.beam.sdk.schemas.Schema;
 import org.apache.beam.sdk.schemas.Schema.FieldType;
+import org.apache.beam.sdk.schemas.Schema.TypeName;
 import org.apache.beam.sdk.values.KV;
 import org.apache.beam.sdk.values.PCollection;
 import org.apache.beam.sdk.values.PCollectionTuple;
@@ -192,7 +196,7 @@ public final class RunInference<OutputT>
               + ", expected one; is it a liveinference service of the same version?");
     }
     @SuppressWarnings("unchecked")
-    Coder<OutputT> coder = (Coder<OutputT>) config.predictionCoder();
+    Coder<OutputT> coder = (Coder<OutputT>) predictionCoder(config);
     return CrossingBatch.predictions(
         all.values().iterator().next(), coder, config.crossingBatch());
   }
@@ -243,7 +247,7 @@ public final class RunInference<OutputT>
                 + "; is it a liveinference service of the same version?");
       }
       @SuppressWarnings("unchecked")
-      Coder<OutputT> coder = (Coder<OutputT>) config.predictionCoder();
+      Coder<OutputT> coder = (Coder<OutputT>) predictionCoder(config);
       PCollection<OutputT> predictions =
           CrossingBatch.predictions(outputs.get(predictionsTag), coder, config.crossingBatch());
       PCollection<Row> deadLetters =
@@ -251,5 +255,17 @@ public final class RunInference<OutputT>
       return new InferenceResult<>(
           input.getPipeline(), predictionsTag, predictions, deadLettersTag, deadLetters);
     }
+  }
+
+  /** The coder of one prediction: RowCoder, or KvCoder of the key and a RowCoder. */
+  static Coder<?> predictionCoder(Config config) {
+    RowCoder rows = RowCoder.of(predictionSchema(config.exampleType(), config.inferenceType()));
+    FieldType keyType = config.keyType();
+    if (keyType == null) {
+      return rows;
+    }
+    Coder<?> keys =
+        keyType.getTypeName() == TypeName.STRING ? StringUtf8Coder.of() : VarLongCoder.of();
+    return KvCoder.of(keys, rows);
   }
 }
