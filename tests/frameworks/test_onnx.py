@@ -50,8 +50,8 @@ def sklearn_onnx_path(tmp_path_factory, sklearn_model, dataset):
 @pytest.fixture(scope="module")
 def torch_module():
     if torch is None:
-        pytest.skip("PyTorch is not installed in this venv (make test's Beam-latest leg); the "
-                    "tests of ONNX models exported from PyTorch run in the Beam 2.62 leg")
+        pytest.skip(reason="PyTorch is not installed in this venv (make test's Beam-latest "
+                    "leg); the tests of ONNX models exported from PyTorch run in the Beam 2.62 leg")
     torch.manual_seed(0)
     return torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2)).eval()
 

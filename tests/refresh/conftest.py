@@ -74,9 +74,8 @@ def _free_port() -> int:
 def prism_endpoint():
     """A Prism job server on a free loopback port, stopped after the module's tests."""
     if not os.access(PRISM, os.X_OK):
-        pytest.skip(
-            reason=f"no Prism binary at {PRISM}; `make prism` builds it from the Go module proxy"
-        )
+        pytest.skip(reason=f"no Prism binary at {PRISM}; `make prism` builds it from the Go "
+                    "module proxy")
     port = _free_port()
     server = subprocess.Popen(
         [PRISM, "--job_port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
