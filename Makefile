@@ -64,8 +64,11 @@ test: venv java-build prism flink-jobserver docker-image latest-venv
 	"$(PY)" -m pytest -q -p no:cacheprovider
 	$(MAKE) --no-print-directory test-beam-latest
 
-# Tests that need PyTorch, TensorFlow, Hugging Face, Java or the Flink cluster stay on the first leg.
-LATEST_TESTS := tests/test_*.py tests/refresh --ignore=tests/refresh/test_frameworks_refresh.py \
+# Tests that need PyTorch, TensorFlow, Hugging Face, Java or the Flink cluster, and the benchmarks'
+# smoke tests (matplotlib), stay on the first leg.
+LATEST_TESTS := tests/test_*.py --ignore=tests/test_examples_and_benchmarks.py \
+  --ignore=tests/test_batched_benchmark.py \
+  tests/refresh --ignore=tests/refresh/test_frameworks_refresh.py \
   tests/frameworks/test_base.py \
   tests/frameworks/test_sklearn.py tests/frameworks/test_onnx.py tests/frameworks/test_xgboost.py \
   tests/frameworks/test_batching_arguments.py $(wildcard tests/frameworks/test_remote*.py) \
