@@ -23,11 +23,11 @@ _LOG = logging.getLogger(__name__)
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
-        os.environ.get("LIVEINFERENCE_CLUSTER_FAULTS") != "1",
+        os.environ.get("LIVEINFERENCE_UNSTABLE_TESTS") != "1",
         reason="the checkpointed fault scenario sometimes never produces a row on this 2-core "
         "machine (every task running, checkpoints completing, no record in 300 s: seen in 3 "
         "of about 8 runs, cause not found; issue 11 stays open), so make test leaves it out; "
-        "run it with LIVEINFERENCE_CLUSTER_FAULTS=1",
+        "run it with LIVEINFERENCE_UNSTABLE_TESTS=1",
     ),
 ]
 
