@@ -66,8 +66,8 @@ test: venv java-build prism flink-jobserver docker-image latest-venv
 
 # Tests that need PyTorch, TensorFlow, Hugging Face, Java or the Flink cluster, and the benchmarks'
 # smoke tests (matplotlib), stay on the first leg.
-LATEST_TESTS := tests/test_*.py --ignore=tests/test_examples_and_benchmarks.py \
-  --ignore=tests/test_batched_benchmark.py \
+LATEST_TESTS := $(filter-out tests/test_examples_and_benchmarks.py tests/test_batched_benchmark.py,\
+    $(wildcard tests/test_*.py)) \
   tests/refresh --ignore=tests/refresh/test_frameworks_refresh.py \
   tests/frameworks/test_base.py \
   tests/frameworks/test_sklearn.py tests/frameworks/test_onnx.py tests/frameworks/test_xgboost.py \
