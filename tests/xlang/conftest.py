@@ -80,3 +80,25 @@ def process_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[xlang_
     with xlang_runtime.start_service(tmp_path_factory.mktemp("process-service"),
                                      "--process-workers") as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def java() -> None:
+    """Requires the Maven build (`make java-build`); a Java test module uses it for all its tests."""
+    require("java")
+
+
+@pytest.fixture(scope="module")
+def prism(tmp_path_factory: pytest.TempPathFactory) -> Iterator[xlang_runtime.Running]:
+    """Prism's job server, one per test module (`make prism` builds it)."""
+    require("prism")
+    with xlang_runtime.start_prism(tmp_path_factory.mktemp("prism")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def flink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[xlang_runtime.Running]:
+    """Beam's Flink job server in local mode, one per test module (`make flink-jobserver`)."""
+    require("flink")
+    with xlang_runtime.start_flink(tmp_path_factory.mktemp("flink")) as running:
+        yield running

@@ -10,19 +10,9 @@ import stat
 from pathlib import Path
 
 import apache_beam as beam
-import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from conftest import require
-from examples import xlang_runtime
 from liveinference_expansion.boot import write_boot_command
-
-
-@pytest.fixture(scope="module")
-def prism(tmp_path_factory):
-    require("prism")
-    with xlang_runtime.start_prism(tmp_path_factory.mktemp("prism")) as running:
-        yield running
 
 
 def _where(element: int) -> str:

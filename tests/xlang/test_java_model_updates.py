@@ -17,29 +17,15 @@ from typing import Callable, List
 import numpy
 import pytest
 
-from conftest import FEATURES, csv, load, require
+from conftest import FEATURES, csv, load
 from examples import xlang_runtime
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("java")]
 
 ROWS_PER_FILE = 6
 MAX_FILES = 200 // ROWS_PER_FILE
 IDLE_SECONDS = 20
 HEARTBEAT_SECONDS = 5
-
-
-@pytest.fixture(scope="module")
-def prism(tmp_path_factory):
-    require("java", "prism")
-    with xlang_runtime.start_prism(tmp_path_factory.mktemp("prism")) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def flink(tmp_path_factory):
-    require("java", "flink")
-    with xlang_runtime.start_flink(tmp_path_factory.mktemp("flink")) as running:
-        yield running
 
 
 class Run:

@@ -12,20 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import csv, load, require
+from conftest import csv, load
 from examples import xlang_runtime
 from xlang_framework_models import write_onnx_classifier
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("java")]
 
 BAD_ROWS = ["1,two,3,4", "1,2,3"]
-
-
-@pytest.fixture(scope="module")
-def prism(tmp_path_factory):
-    require("java", "prism")
-    with xlang_runtime.start_prism(tmp_path_factory.mktemp("prism")) as running:
-        yield running
 
 
 def _started_service_pid(log: Path) -> int:

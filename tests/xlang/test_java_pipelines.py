@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy
 import pytest
 
-from conftest import csv, load, require
+from conftest import csv, load
 from examples import xlang_runtime
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("java")]
 
 GOOD_PER_PART = 20
 BAD_PART1 = ["1,two,3,4"]
@@ -29,7 +29,6 @@ def test_junit_suite_passes(service, models, prism):
     """Runs the JUnit tests, the ones against this session's expansion service included, and
     the TLS ones and Beam's stock RunInference on Prism, which start their own `liveinference
     serve` with this Python."""
-    require("java")
     result = subprocess.run(
         ["mvn", "-q", "-B", "-f", str(xlang_runtime.ROOT / "java" / "pom.xml"), "test",
          f"-Dliveinference.service={service.address}", f"-Dliveinference.model={models['v1']}",
@@ -147,20 +146,6 @@ def classify_with_a_model_swap(kind: str, endpoint: str, service, models, tmp_pa
     assert by_model_first == {str(v1)}
     assert by_model_second.count(str(v2)) > len(by_model_second) / 2, by_model_second
     assert rows[-1][2] == str(v2)
-
-
-@pytest.fixture(scope="module")
-def prism(tmp_path_factory):
-    require("java", "prism")
-    with xlang_runtime.start_prism(tmp_path_factory.mktemp("prism")) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def flink(tmp_path_factory):
-    require("java", "flink")
-    with xlang_runtime.start_flink(tmp_path_factory.mktemp("flink")) as running:
-        yield running
 
 
 def test_java_pipeline_on_prism_predicts_dead_letters_and_switches_model(
