@@ -6,11 +6,20 @@ dict plus the `torch.nn.Module` class it belongs to, or from a TorchScript file.
 
 This module holds how to load and call a PyTorch model; stacking, device placement and
 everything else a handler does come from `base.FrameworkHandler` and `batches`.
+
+Before the first model load in a process, the objects alive then (torch's and Beam's
+modules, the worker's own state) leave the garbage collector's generations, once
+(`freeze_long_lived_objects`): torch tensors are objects the collector tracks, so a
+per-row pipeline's results trigger collections, and each full collection would otherwise
+walk every object torch's import made.
 """
 
 from __future__ import annotations
 
 import functools
+import gc
+import logging
+import threading
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 import torch
@@ -29,11 +38,15 @@ __all__ = [
     "TensorInferenceFn",
     "default_keyed_tensor_inference_fn",
     "default_tensor_inference_fn",
+    "freeze_long_lived_objects",
     "make_keyed_tensor_model_fn",
     "make_tensor_model_fn",
 ]
 
 _CPU = torch.device("cpu")
+_LOG = logging.getLogger(__name__)
+_FREEZE_LOCK = threading.Lock()
+_frozen = False
 
 _Device = Union[str, torch.device]
 _Args = Optional[Dict[str, Any]]
@@ -45,6 +58,34 @@ KeyedTensorInferenceFn = Callable[
     [Sequence[Dict[str, torch.Tensor]], torch.nn.Module, _Device, _Args, Optional[str]],
     Iterable[PredictionResult],
 ]
+
+
+def freeze_long_lived_objects() -> bool:
+    """Moves every object alive now out of the garbage collector's generations, once a process.
+
+    Collects first, so no garbage is kept, then calls `gc.freeze()`: the objects alive now
+    (imported modules, the worker's state) are left out of later collections. They are
+    still freed as usual when their last reference goes; only reference cycles among them
+    stay, which a long-lived worker's modules do anyway. `gc.unfreeze()` undoes it. The
+    PyTorch handlers call this before their first model load, so the model itself stays
+    in the collector's generations and a refreshed-away model is freed.
+
+    Returns:
+        True if this call froze them, False if an earlier call in this process had.
+    """
+    global _frozen
+    with _FREEZE_LOCK:
+        if _frozen:
+            return False
+        _frozen = True
+        gc.collect()
+        gc.freeze()
+    _LOG.info(
+        "moved %d long-lived objects out of the garbage collector's generations "
+        "(gc.freeze(), once per process, at the first PyTorch model load)",
+        gc.get_freeze_count(),
+    )
+    return True
 
 
 def _check_model_source(
@@ -242,6 +283,7 @@ class _PytorchHandler(FrameworkHandler):
         )
 
     def _load(self, path: str) -> torch.nn.Module:
+        freeze_long_lived_objects()
         if self._model_class is None:
             model = _load_torch_script(path, self._load_model_args)
         else:
