@@ -18,6 +18,7 @@ from pipeline_helpers import FEATURES, make_dataset
 from liveinference import RunInference
 from liveinference.batched import BatchRow
 from liveinference.frameworks.sklearn import SklearnModelHandlerNumpy, SklearnModelHandlerPandas
+from liveinference.testing import FaultOnMark
 
 NAMES = [f"f{index}" for index in range(FEATURES)]
 
@@ -123,6 +124,25 @@ def test_a_bad_row_is_dead_lettered_with_its_position_and_the_rest_of_its_batch_
     assert kept.column("id").to_pylist() == good
     expected = _model(sklearn_model_path).predict(x[good]).tolist()
     assert kept.column("inference").to_pylist() == expected
+
+
+def test_a_timeout_dead_letters_its_whole_batch_element_unsplit(run_pipeline, sklearn_model_path):
+    slow_mark = 99.0
+    x, _ = make_dataset(rows=16, seed=6)
+    x[5, 0] = slow_mark
+    handler = FaultOnMark(SklearnModelHandlerNumpy(sklearn_model_path), slow_mark, "slow", 3)
+
+    def build(p):
+        scored, dlq = p | beam.Create([x[:8], x[8:]], reshuffle=False) | RunInference(
+            handler).on_batches().with_exception_handling(timeout=1)
+        return {"out": scored, "failed": dlq.failed_inferences}
+
+    out = run_pipeline(build)
+    failed = out["failed"]
+    # Split, the slow row's halves would time out again and its seven neighbours be scored.
+    assert sorted(record.element.position for record in failed) == list(range(8))
+    assert all(record.exception_type == "builtins.TimeoutError" for record in failed)
+    assert [len(batch) for batch in out["out"]] == [8]
 
 
 def test_a_postprocess_fn_makes_the_output_batch(run_pipeline, sklearn_model_path):

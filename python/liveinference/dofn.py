@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 import apache_beam as beam
 from apache_beam.pvalue import TaggedOutput
@@ -186,6 +186,42 @@ class InferenceDoFn(beam.DoFn):
     def _catches(self, error: BaseException) -> bool:
         return self._catch is not None and isinstance(error, self._catch)
 
+    def _recover(
+        self,
+        error: Exception,
+        metrics: Optional[InferenceMetrics],
+        run: Callable[[Sequence[Any]], List[Any]],
+        batch: Sequence[Any],
+        what: str,
+    ) -> Tuple[List[Any], List[Tuple[Any, BaseException]]]:
+        """Handles a batch whose inference raised `error`, for the per-row and batched paths.
+
+        Counts the failed batch; with the error caught, finds the elements that fail on
+        their own by splitting the batch (`isolate_failures`). A timeout
+        (`timeouts.call_with_timeout`) is marked as a failure of the whole batch, so every
+        element of the batch fails with it, unsplit.
+
+        Args:
+            error: What running the whole batch raised.
+            metrics: The serving model's metrics, if reported.
+            run: Runs part of the batch; returns one result per element, in order.
+            batch: The elements of the batch.
+            what: Names the batch and its model in the note added to an uncaught error.
+
+        Returns:
+            The results of the good elements in order, and (element, error) of the bad.
+
+        Raises:
+            Exception: `error`, with a note naming `what`, unless exception handling
+                catches it.
+        """
+        if metrics:
+            metrics.failed_batches.inc()
+        if not self._catches(error):
+            error.add_note(f"raised by RunInference on {what}")
+            raise error
+        return isolate_failures(run, batch, error, self._catch)  # type: ignore[arg-type]
+
     def _slot_events(self) -> Iterator[FailureRecord]:
         """Reports queued loads as metrics; yields rejected models for the dead letters."""
         assert self._slot is not None, "setup() has not run"
@@ -275,23 +311,13 @@ class InferenceDoFn(beam.DoFn):
         try:
             results = self._run(serving, batch, inference_args, unmatched)
         except Exception as error:
-            if metrics:
-                metrics.failed_batches.inc()
-            if not self._catches(error):
-                error.add_note(
-                    f"raised by RunInference on a batch of {len(batch)} examples "
-                    f"(model {serving.model_id})"
-                )
-                raise
-            if isinstance(error, TimeoutError):
-                results, failures = [], [(element, error) for element in batch]
-            else:
-                results, failures = isolate_failures(
-                    lambda part: self._run(serving, part, inference_args, unmatched),
-                    batch,
-                    error,
-                    self._catch,  # type: ignore[arg-type]
-                )
+            results, failures = self._recover(
+                error,
+                metrics,
+                lambda part: self._run(serving, part, inference_args, unmatched),
+                batch,
+                f"a batch of {len(batch)} examples (model {serving.model_id})",
+            )
         if metrics:
             metrics.record_batch(
                 len(results),

@@ -16,6 +16,8 @@ from typing import Any, Callable, Optional
 
 from apache_beam.runners.worker import statesampler
 
+from liveinference.errors import mark_whole_batch_failure
+
 __all__ = ["call_with_timeout", "start_in_thread", "wait_for"]
 
 
@@ -58,7 +60,9 @@ def wait_for(
             False when other callers may still wait for the same result.
 
     Raises:
-        TimeoutError: naming `what` and the limit, if the result is not ready in time.
+        TimeoutError: naming `what` and the limit, if the result is not ready in time;
+            marked by `errors.mark_whole_batch_failure` (a batch that ran out of time
+            failed as a whole, not by any of its examples).
         Exception: whatever the call raised.
     """
     try:
@@ -68,10 +72,10 @@ def wait_for(
     # Raised outside the except block, so the error does not chain to the future.
     if abandon:
         future.cancel()
-    raise TimeoutError(
+    raise mark_whole_batch_failure(TimeoutError(
         f"{what} took longer than the timeout of {timeout:g}s; raise the timeout given "
         "to with_exception_handling() or make the step faster"
-    )
+    ))
 
 
 def _carrying_tracker(fn: Callable[[], Any]) -> Callable[[], Any]:

@@ -3,9 +3,10 @@
 It is `InferenceDoFn` (the same slot, refresher, metrics and model-load dead letters) with
 another `process`: the model is read from the slot once per batch element, so a swap never
 splits one and every output row's `model_id` names the model that made it. A batch that
-fails is split in halves until the failing rows stand alone (`isolate_failures`); each is
-dead-lettered as a `BatchRow` (its position and values) and the good rows go on in the
-output batch, so input rows = output rows + dead-lettered rows.
+fails is handled as the per-row path handles one (`InferenceDoFn._recover`): split in halves
+until the failing rows stand alone, each dead-lettered as a `BatchRow` (its position and
+values), while the good rows go on in the output batch, so input rows = output rows +
+dead-lettered rows; a timeout fails the whole batch element.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from apache_beam.pvalue import TaggedOutput
 from liveinference.batched.runners import TableRunner
 from liveinference.batched.tables import Table
 from liveinference.contract import ModelHandler
-from liveinference.deadletter import ExceptionTypes, FailureRecord, isolate_failures
+from liveinference.deadletter import ExceptionTypes, FailureRecord
 from liveinference.dofn import FAILED, FAILED_MODEL_LOADS, InferenceDoFn
 from liveinference.refresh.config import RefreshConfig
 from liveinference.refresh.slot import ServingModel
@@ -124,20 +125,10 @@ class BatchedInferenceDoFn(InferenceDoFn):
         try:
             scored = score(everything)
         except Exception as error:
-            if metrics:
-                metrics.failed_batches.inc()
-            if not self._catches(error):
-                error.add_note(
-                    f"raised by RunInference on a batch element of {len(table)} rows "
-                    f"(model {serving.model_id})"
-                )
-                raise
-            if isinstance(error, TimeoutError):
-                scored, failures = [], [(position, error) for position in everything]
-            else:
-                scored, failures = isolate_failures(
-                    score, everything, error, self._catch  # type: ignore[arg-type]
-                )
+            scored, failures = self._recover(
+                error, metrics, score, everything,
+                f"a batch element of {len(table)} rows (model {serving.model_id})",
+            )
         positions, inferences = _joined(scored)
         if metrics:
             metrics.record_batch(
