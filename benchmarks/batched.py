@@ -1,7 +1,7 @@
 """Batches end to end: Parquet -> predictions -> Parquet, four ways, for four frameworks.
 
-For scikit-learn, PyTorch, ONNX and XGBoost (the models of throughput.py), a Parquet file of
-`--rows` rows x 32 float features is scored and written back to Parquet:
+For scikit-learn, PyTorch, ONNX and XGBoost (the models of throughput.py), Parquet files of
+32 float features are scored and written back to Parquet:
 
 - batched: liveinference's `RunInference(...).on_batches()` on `ReadFromParquetBatched`'s
   tables, written with `WriteToParquetBatched`;
@@ -10,11 +10,18 @@ For scikit-learn, PyTorch, ONNX and XGBoost (the models of throughput.py), a Par
 - beam: the same per-row pipeline with Beam's own `RunInference`;
 - raw: no Beam: pyarrow reads the row groups, the framework predicts, pyarrow writes.
 
+batched and raw score `--rows` rows (2,000,000); the per-row modes run 100-1000x slower,
+so they score `--per-row-rows` (100,000; Beam's XGBoost, one predict per row,
+`--xgboost-beam-rows`, 10,000), and rows/s is the figure the four share. batched also
+scores `--large-rows` (10,000,000), `--large-repeats` times: its peak RSS there against
+at `--rows` shows whether the batched path streams (flat) or holds the table.
+
 Each run is a fresh process (so its peak RSS is its own) on Beam's local runner; the time
 is end to end (pipeline start-up included). Runs are interleaved and repeated; the JSON has
-the median rows/s and peak RSS of each, and the spread (min, max) of the rows/s.
+per framework the median rows/s of each mode, its spread (min, max), the median peak RSS,
+the rows each mode scored, and `flat_rss`.
 
-    python benchmarks/batched.py --rows 2000000 --output-dir benchmarks/results
+    python benchmarks/batched.py --output-dir benchmarks/results
 
 Writes batched.json and batched.png to the output directory.
 """
@@ -32,7 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy
 
@@ -137,12 +144,14 @@ def _run_pipeline(mode: str, setup: Dict[str, Any], source: str, target: str) ->
     to_example = setup["to_example"]
     names = [f"f{index}" for index in range(FEATURES)]
     schema = _batched_schema(setup, source) if mode == "batched" else _row_schema()
+    # The writes leave num_shards to the runner: a fixed number of shards makes Beam group
+    # every batch by shard before writing, which holds the whole output in memory.
     with beam.Pipeline(options=PipelineOptions(["--direct_num_workers=1"])) as pipeline:
         if mode == "batched":
             _ = (pipeline
                  | ReadFromParquetBatched(source)
                  | RunInference(setup["ours"]()).on_batches()
-                 | WriteToParquetBatched(target, schema, num_shards=1))
+                 | WriteToParquetBatched(target, schema))
             return
         transform = RunInference(setup["ours"]()) if mode == "per_row" else BeamRunInference(
             setup["beam"]())
@@ -152,7 +161,7 @@ def _run_pipeline(mode: str, setup: Dict[str, Any], source: str, target: str) ->
                  lambda row: to_example(numpy.array([row[n] for n in names], numpy.float32)))
              | transform
              | "Row" >> beam.Map(_row_out)
-             | WriteToParquet(target, schema, num_shards=1))
+             | WriteToParquet(target, schema))
 
 
 def child(framework: str, mode: str, source: str) -> Dict[str, float]:
@@ -180,24 +189,65 @@ def _measure_once(framework: str, mode: str, source: str) -> Dict[str, float]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def measure(framework: str, rows: int, repeats: int, source: str) -> Dict[str, Any]:
-    """Times the four modes of one framework, interleaved, `repeats` times each."""
+def _summary(runs: List[Dict[str, float]], rows: int) -> Dict[str, Any]:
+    """The median rows/s of runs over `rows` rows, its spread and the median peak RSS."""
+    rates = [rows / run["seconds"] for run in runs]
+    return {
+        "rows_per_second": statistics.median(rates),
+        "spread": [min(rates), max(rates)],
+        "peak_rss_mb": statistics.median(run["peak_rss_mb"] for run in runs),
+        "runs": len(runs),
+    }
+
+
+def measure(
+    framework: str, inputs: Dict[str, Tuple[str, int]], repeats: int,
+    large: Optional[Tuple[str, int]], large_repeats: int,
+) -> Dict[str, Any]:
+    """Times the four modes of one framework, interleaved, `repeats` times each.
+
+    Args:
+        framework: A key of throughput.FRAMEWORKS.
+        inputs: Per mode, the Parquet file it scores and its number of rows.
+        repeats: Runs of each mode.
+        large: A larger file (and its rows) that `batched` also scores, for the flat-RSS
+            check; None to skip it.
+        large_repeats: Runs of `batched` on the larger file.
+
+    Returns:
+        Per mode its rows/s (median), `<mode>_spread` (min, max), `peak_rss_mb` per mode,
+        `rows` per mode, the ratios of the targets, and `flat_rss` when `large` is given.
+    """
     runs: Dict[str, List[Dict[str, float]]] = {mode: [] for mode in MODES}
     for repeat in range(repeats):
         for mode in MODES:
-            runs[mode].append(_measure_once(framework, mode, source))
-            _LOG.info("%s %s run %d: %.2fs", framework, mode, repeat + 1,
-                      runs[mode][-1]["seconds"])
+            runs[mode].append(_measure_once(framework, mode, inputs[mode][0]))
+            _LOG.info("%s %s run %d (%d rows): %.2fs", framework, mode, repeat + 1,
+                      inputs[mode][1], runs[mode][-1]["seconds"])
+    summaries = {mode: _summary(runs[mode], inputs[mode][1]) for mode in MODES}
     figures: Dict[str, Any] = {}
-    for mode in MODES:
-        rates = [rows / run["seconds"] for run in runs[mode]]
-        figures[mode] = statistics.median(rates)
-        figures[f"{mode}_spread"] = [min(rates), max(rates)]
-        figures[f"{mode}_peak_rss_mb"] = statistics.median(r["peak_rss_mb"] for r in runs[mode])
-    figures["peak_rss_mb"] = {mode: figures[f"{mode}_peak_rss_mb"] for mode in MODES}
+    for mode, summary in summaries.items():
+        figures[mode] = summary["rows_per_second"]
+        figures[f"{mode}_spread"] = summary["spread"]
+    figures["peak_rss_mb"] = {mode: summaries[mode]["peak_rss_mb"] for mode in MODES}
+    figures["rows"] = {mode: inputs[mode][1] for mode in MODES}
     figures["batched_over_raw"] = figures["batched"] / figures["raw"]
     figures["batched_over_beam"] = figures["batched"] / figures["beam"]
     figures["per_row_over_beam"] = figures["per_row"] / figures["beam"]
+    if large is not None:
+        large_runs = []
+        for repeat in range(large_repeats):
+            large_runs.append(_measure_once(framework, "batched", large[0]))
+            _LOG.info("%s batched run %d (%d rows): %.2fs", framework, repeat + 1, large[1],
+                      large_runs[-1]["seconds"])
+        at_large = _summary(large_runs, large[1])
+        figures["flat_rss"] = {
+            "rows": [inputs["batched"][1], large[1]],
+            "batched_peak_rss_mb": [figures["peak_rss_mb"]["batched"], at_large["peak_rss_mb"]],
+            "batched_rows_per_second": [figures["batched"], at_large["rows_per_second"]],
+            "runs": [repeats, at_large["runs"]],
+            "growth": at_large["peak_rss_mb"] / figures["peak_rss_mb"]["batched"],
+        }
     return figures
 
 
@@ -221,7 +271,8 @@ def plot(results: Dict[str, Any], path: str) -> None:
     axis.set_xticks([i + 1.5 * width for i in range(len(frameworks))], frameworks)
     axis.set_ylabel("rows per second, end to end")
     axis.set_yscale("log")
-    axis.set_title(f"Parquet -> RunInference -> Parquet, {results['rows']:,} rows x {FEATURES}")
+    axis.set_title(f"Parquet -> RunInference -> Parquet, {FEATURES} features\n"
+                   f"batched, raw: {results['rows']:,} rows; per row: {results['per_row_rows']:,}")
     axis.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=100)
@@ -234,7 +285,15 @@ def main(argv: List[str]) -> int:
         sys.stdout.write(json.dumps(child(*argv[1:4])) + "\n")
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=2_000_000)
+    parser.add_argument("--rows", type=int, default=2_000_000,
+                        help="rows that batched and raw score")
+    parser.add_argument("--per-row-rows", type=int, default=100_000,
+                        help="rows that per_row and beam score (100-1000x slower)")
+    parser.add_argument("--xgboost-beam-rows", type=int, default=10_000,
+                        help="rows that Beam's per-row XGBoost scores (one predict per row)")
+    parser.add_argument("--large-rows", type=int, default=10_000_000,
+                        help="rows batched also scores, for peak RSS; 0 to skip")
+    parser.add_argument("--large-repeats", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--frameworks", default=",".join(FRAMEWORKS))
     parser.add_argument("--output-dir", default=os.path.join(os.path.dirname(__file__), "results"))
@@ -246,16 +305,28 @@ def main(argv: List[str]) -> int:
         "benchmark": "batched",
         "command": "python benchmarks/batched.py " + " ".join(argv),
         "rows": args.rows,
+        "per_row_rows": args.per_row_rows,
+        "xgboost_beam_rows": args.xgboost_beam_rows,
+        "large_rows": args.large_rows,
         "features": FEATURES,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "beam_version": apache_beam.__version__,
         "frameworks": {},
     }
     with tempfile.TemporaryDirectory() as directory:
-        source = os.path.join(directory, "input.parquet")
-        write_input(source, args.rows)
+        def source(rows: int) -> Tuple[str, int]:
+            path = os.path.join(directory, f"input-{rows}.parquet")
+            if not os.path.exists(path):
+                write_input(path, rows)
+            return path, rows
+
+        large = source(args.large_rows) if args.large_rows else None
         for framework in args.frameworks.split(","):
-            figures = measure(framework, args.rows, args.repeats, source)
+            inputs = {mode: source(args.rows) for mode in ("batched", "raw")}
+            inputs["per_row"] = inputs["beam"] = source(args.per_row_rows)
+            if framework == "xgboost":
+                inputs["beam"] = source(args.xgboost_beam_rows)
+            figures = measure(framework, inputs, args.repeats, large, args.large_repeats)
             results["frameworks"][framework] = figures
             _LOG.info("%s: batched %.0f rows/s, per_row %.0f, beam %.0f, raw %.0f; peak RSS MB %s",
                       framework, figures["batched"], figures["per_row"], figures["beam"],
