@@ -52,6 +52,7 @@ def infer_step(
     inference_args: Optional[Dict[str, Any]],
     catch: Optional[ExceptionTypes],
     use_subprocess: bool,
+    labels: Optional[beam.PTransform] = None,
 ) -> Tuple[beam.PCollection, Any, Any, Any]:
     """Applies `dofn` to `batches`.
 
@@ -63,6 +64,7 @@ def infer_step(
         inference_args: Extra arguments for the framework's predict call.
         catch: The exception types that dead-letter; None fails the bundle instead.
         use_subprocess: Run the DoFn in a subprocess, so that a crash dead-letters its batch.
+        labels: The rollout's JoinLabels, whose statistics join the shared decision.
 
     Returns:
         (predictions, failed inferences, failed model loads, shadow pairs); the last three
@@ -76,12 +78,12 @@ def infer_step(
         if not extra:
             return batches | "RunInference" >> pardo, None, None, None
         outputs = batches | "RunInference" >> pardo.with_outputs(*extra, main="main")
-        _, shadows = rollout_outputs(outputs, rollout, None)
+        _, shadows = rollout_outputs(outputs, rollout, None, labels)
         return outputs.main, None, None, shadows
     tags = (FAILED, FAILED_MODEL_LOADS, *extra)
     if not use_subprocess:
         outputs = batches | "RunInference" >> pardo.with_outputs(*tags, main="main")
-        loads, shadows = rollout_outputs(outputs, rollout, outputs[FAILED_MODEL_LOADS])
+        loads, shadows = rollout_outputs(outputs, rollout, outputs[FAILED_MODEL_LOADS], labels)
         return outputs.main, outputs[FAILED], loads, shadows
     outputs = batches | "RunInference" >> pardo.with_exception_handling(
         main_tag="main", dead_letter_tag=_CRASHED, exc_class=catch, use_subprocess=True
@@ -90,5 +92,5 @@ def infer_step(
         _crash_records, crash_model_id(handler, refresh)
     )
     failed = (outputs[FAILED], crashed) | "FailedInferences" >> beam.Flatten()
-    loads, shadows = rollout_outputs(outputs, rollout, outputs[FAILED_MODEL_LOADS])
+    loads, shadows = rollout_outputs(outputs, rollout, outputs[FAILED_MODEL_LOADS], labels)
     return outputs.main, failed, loads, shadows

@@ -126,6 +126,7 @@ class RunInference(beam.PTransform):
         self._timeout: Optional[float] = None
         self._on_batches: Optional[OnBatches] = None
         self._rollout_control: Optional[beam.PCollection] = None
+        self._rollout_labels: Optional[beam.PTransform] = None
 
     @classmethod
     def from_callable(cls, model_handler_provider: Any, **kwargs: Any) -> "RunInference":
@@ -245,6 +246,7 @@ class RunInference(beam.PTransform):
         gates: Optional[RolloutGates] = None,
         decide_every: Optional[int] = None,
         control: Optional[beam.PCollection] = None,
+        labels: Optional[beam.PTransform] = None,
     ) -> "RunInference":
         """Rolls each new model version out gradually, judged by gates, instead of at once.
 
@@ -276,23 +278,25 @@ class RunInference(beam.PTransform):
             control: Commands by hand, a PCollection of `RolloutControl(action,
                 model_id)`: promote now, roll back (the candidate, or the promoted model
                 to the one before it), pin, unpin (see `liveinference.rollout.control`).
+            labels: `JoinLabels(labels, element_id, window_seconds)`: the predictions'
+                labels, whose counts feed the shared decision's `max_accuracy_drop` gate
+                (see `liveinference.rollout.labels`); needs `decide_every`.
 
         Returns:
             This transform.
 
         Raises:
-            ValueError: if the step has no source of new versions, or the share is out
-                of range.
+            ValueError: if the step has no source of new versions, the share is out of
+                range, or labels and the accuracy gate do not come together.
         """
         if not self._refresh.watch_pattern and self._model_metadata_pcoll is None:
             raise ValueError(
                 "with_rollout needs new model versions to roll out: give RunInference "
                 "watch_model_pattern= or model_metadata_pcoll="
             )
-        rollout = RolloutConfig(
-            canary_share, shadow, seed, gates or RolloutGates(), decide_every, control is not None
-        )
-        self._rollout_control = control
+        rollout = RolloutConfig(canary_share, shadow, seed, gates or RolloutGates(),
+                                decide_every, control is not None, labels is not None)
+        self._rollout_control, self._rollout_labels = control, labels
         self._refresh = dataclasses.replace(self._refresh, rollout=rollout)
         return self
 
@@ -392,4 +396,4 @@ class RunInference(beam.PTransform):
         kind = EventTimeInferenceDoFn if self._event_time else InferenceDoFn
         dofn = kind(handler, namespace, slot_tag, self._catch, self._timeout, refresh)
         return infer_step(batches, dofn, handler, refresh, self._inference_args, self._catch,
-                          self._use_subprocess)
+                          self._use_subprocess, self._rollout_labels)

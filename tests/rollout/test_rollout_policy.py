@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from liveinference.rollout.config import RolloutConfig
 from liveinference.rollout.policy import Action, RolloutGates, decide
 from liveinference.rollout.stats import RoleStats
 
@@ -47,7 +48,9 @@ def test_errors_past_the_bound_roll_back_before_n_predictions():
 
 
 def test_disagreement_and_a_worse_accuracy_roll_back():
-    gates = RolloutGates(min_predictions=10, min_agreement=0.9, max_accuracy_drop=0.02)
+    gates = RolloutGates(
+        min_predictions=10, min_agreement=0.9, max_accuracy_drop=0.02, min_labelled=10
+    )
     agreeing = RoleStats(predictions=10, compared=10, agreed=10, labelled=10, correct=9)
     stable = RoleStats(predictions=10, labelled=10, correct=9)
     assert decide(agreeing, stable, gates, 0).action is Action.PROMOTE
@@ -56,11 +59,59 @@ def test_disagreement_and_a_worse_accuracy_roll_back():
     assert decision.action is Action.ROLLBACK and len(decision.reasons) == 2
 
 
+def test_an_accuracy_gate_waits_for_labels_before_it_promotes():
+    gates = RolloutGates(min_predictions=10, max_accuracy_drop=0.05, min_labelled=20)
+    stable = RoleStats(predictions=100, labelled=40, correct=36)
+    unlabelled = RoleStats(predictions=50)
+    assert decide(unlabelled, stable, gates, 0).action is Action.WAIT, "no label yet"
+    few = RoleStats(predictions=50, labelled=19, correct=19)
+    assert decide(few, stable, gates, 0).action is Action.WAIT, "fewer than min_labelled"
+    few_wrong = RoleStats(predictions=50, labelled=5, correct=0)
+    assert decide(few_wrong, stable, gates, 0).action is Action.WAIT, "too few to judge"
+    enough = RoleStats(predictions=50, labelled=20, correct=18)
+    assert decide(enough, stable, gates, 0).action is Action.PROMOTE
+    unlabelled_stable = RoleStats(predictions=100, labelled=19, correct=19)
+    assert decide(enough, unlabelled_stable, gates, 0).action is Action.WAIT
+
+
+def test_a_canary_worse_on_labels_is_rolled_back_with_both_accuracies():
+    gates = RolloutGates(min_predictions=10, max_accuracy_drop=0.05, min_labelled=20)
+    stable = RoleStats(predictions=100, labelled=40, correct=36)
+    decision = decide(RoleStats(predictions=50, labelled=20, correct=2), stable, gates, 0)
+    assert decision.action is Action.ROLLBACK
+    assert "accuracy 0.1000 < stable's 0.9000" in decision.reasons[0]
+    assert decision.numbers["canary"]["labelled"] == 20
+    assert decision.numbers["stable"]["accuracy"] == 0.9
+
+
+def test_a_canary_without_enough_labels_after_max_seconds_is_rolled_back():
+    gates = RolloutGates(
+        min_predictions=10, max_seconds=60, max_accuracy_drop=0.05, min_labelled=20
+    )
+    stable = RoleStats(predictions=100, labelled=40, correct=36)
+    canary = RoleStats(predictions=50, labelled=3, correct=3)
+    assert decide(canary, stable, gates, 59).action is Action.WAIT
+    decision = decide(canary, stable, gates, 60)
+    assert decision.action is Action.ROLLBACK
+    assert "only 3 labelled canary predictions" in decision.reasons[0]
+
+
 @pytest.mark.parametrize(
-    "arguments", [{"min_predictions": 0}, {"max_error_rate": 1.5}, {"latency_quantile": 0},
+    "arguments", [{"min_predictions": 0}, {"min_labelled": 0}, {"max_error_rate": 1.5}, {"latency_quantile": 0},
                   {"max_seconds": float("inf")}, {"min_agreement": -0.1}]
 )
 def test_gates_out_of_range_are_refused_naming_the_gate(arguments):
     name = next(iter(arguments))
     with pytest.raises((TypeError, ValueError), match=name):
         RolloutGates(**arguments)
+
+
+@pytest.mark.parametrize(
+    "arguments, error",
+    [({"labelled": True, "gates": RolloutGates(max_accuracy_drop=0.1)}, "decide_every"),
+     ({"labelled": True, "decide_every": 2}, "no gate reads them"),
+     ({"gates": RolloutGates(max_accuracy_drop=0.1), "decide_every": 2}, "needs labels")],
+)
+def test_labels_and_the_accuracy_gate_come_together(arguments, error):
+    with pytest.raises(ValueError, match=error):
+        RolloutConfig(**arguments)

@@ -26,11 +26,13 @@ class RolloutConfig:
             statistics, deciding after every `decide_every` batches' statistics, and the
             decision is published on `decisions`; else each worker decides on what it saw.
         controlled: Rollout commands (`rollout.control`) are published on `decisions`.
+        labelled: Label statistics (`rollout.labels.JoinLabels`) join the shared decision.
         decisions: The run's rollout channel (an EventChannel), set when the step expands.
 
     Raises:
         TypeError, ValueError: if `canary_share` is not in (0, 1] or `decide_every` is not
-            a positive int.
+            a positive int; ValueError if labels come without a shared decision or without
+            the `max_accuracy_drop` gate, or that gate without labels.
     """
 
     canary_share: float = 0.1
@@ -39,6 +41,7 @@ class RolloutConfig:
     gates: RolloutGates = dataclasses.field(default_factory=RolloutGates)
     decide_every: Optional[int] = None
     controlled: bool = False
+    labelled: bool = False
     decisions: Any = None
 
     def __post_init__(self) -> None:
@@ -48,6 +51,24 @@ class RolloutConfig:
             raise TypeError(f"decide_every must be an int (batches), got {every!r}")
         if every is not None and every < 1:
             raise ValueError(f"decide_every must be at least 1 batch, got {every}")
+        self._check_labels()
+
+    def _check_labels(self) -> None:
+        accuracy_gate = self.gates.max_accuracy_drop is not None
+        if self.labelled and not self.decides_together:
+            raise ValueError(
+                "labels reach the rollout decision through the shared decision: give "
+                "with_rollout decide_every= as well"
+            )
+        if self.labelled and not accuracy_gate:
+            raise ValueError(
+                "labels are given but no gate reads them: set RolloutGates(max_accuracy_drop=...)"
+            )
+        if accuracy_gate and not self.labelled:
+            raise ValueError(
+                f"the gate max_accuracy_drop={self.gates.max_accuracy_drop} needs labels: give "
+                "with_rollout labels=JoinLabels(labels, element_id, window_seconds)"
+            )
 
     @property
     def decides_together(self) -> bool:

@@ -1,7 +1,8 @@
 """One rollout decision for all workers: a Beam combine over every worker's statistics.
 
 Each worker emits the statistics of every batch it served during a rollout, keyed by the
-candidate's model_id. `DecideRollout` sums them in the global window, firing after every
+candidate's model_id; with labels, the label counts of each window (`rollout.labels`) join
+them. `DecideRollout` sums them in the global window, firing after every
 `decide_every` batches' statistics with the totals accumulated since the candidate was
 staged (a data-driven trigger: no state API, no processing-time timers, so it runs on the
 local runner and on Prism alike), runs the policy on the totals and publishes the decision
@@ -139,7 +140,10 @@ def rollout_tags(rollout: Optional[RolloutConfig]) -> Tuple[str, ...]:
 
 
 def rollout_outputs(
-    outputs: Any, rollout: Optional[RolloutConfig], failed_model_loads: Optional[Any]
+    outputs: Any,
+    rollout: Optional[RolloutConfig],
+    failed_model_loads: Optional[Any],
+    labels: Optional[beam.PTransform] = None,
 ) -> Tuple[Any, Any]:
     """Wires the inference step's rollout outputs.
 
@@ -147,6 +151,8 @@ def rollout_outputs(
         outputs: The inference ParDo's tagged outputs.
         rollout: The step's rollout settings, if any.
         failed_model_loads: Its failed_model_loads output, None without exception handling.
+        labels: A `JoinLabels` applied to the predictions; its label statistics join the
+            workers' statistics in the shared decision.
 
     Returns:
         failed_model_loads with the shared decision's rollbacks added, and the shadow
@@ -157,7 +163,15 @@ def rollout_outputs(
     shadows = outputs[SHADOW_TAG] if rollout.shadow else None
     if not rollout.decides_together:
         return failed_model_loads, shadows
-    rollbacks = outputs[STATS_TAG] | "DecideRollout" >> DecideRollout(
+    stats = outputs[STATS_TAG]
+    if labels is not None:
+        labelled = outputs.main | "JoinLabels" >> labels
+        stats = (
+            [stats | "BatchStatsGlobal" >> beam.WindowInto(GlobalWindows()),
+             labelled | "LabelStatsGlobal" >> beam.WindowInto(GlobalWindows())]
+            | "WithLabelStats" >> beam.Flatten()
+        )
+    rollbacks = stats | "DecideRollout" >> DecideRollout(
         rollout, rollout.decisions, rollout.decide_every or 1
     )
     if failed_model_loads is None:

@@ -1,22 +1,31 @@
-"""Label accuracy during a rollout: predictions joined to labels by element id, per window.
+"""Label accuracy during a rollout: predictions joined to labels that arrive later, by id.
 
-Labels arrive later than predictions, on a PCollection of `(element_id, label)`.
-`JoinLabels` keys each prediction made during a rollout by `element_id(example)`, joins
-both in fixed windows (a Beam CoGroupByKey), and emits, per window and per candidate
-whose predictions met labels there, the `(role, RoleStats(labelled, correct), inf)` items
-of the candidate and of the stable model: the statistics items the shared decision sums
-(`rollout.consensus`), so the policy's `max_accuracy_drop` gate compares both accuracies.
+Labels arrive later than predictions, on a PCollection of `(element_id, label)`. Predictions
+lose their input's event time on the way through RunInference (Beam's BatchElements stamps
+a batch at the end of its window), so `JoinLabels` joins on arrival: a label joins the
+prediction of its id when it arrives at most `window_seconds` after it (the label horizon;
+later labels are dropped). Both are stamped with the time they reach the join and grouped in
+sliding windows of twice the horizon, one horizon apart (a Beam CoGroupByKey); a pair is
+scored only in the window whose first half holds the earlier of the two, so each
+(prediction, label) pair is counted once. Per window and per candidate whose predictions met labels there, it emits the
+`(role, RoleStats(labelled, correct), inf)` items of the candidate and of the stable model:
+the statistics items the shared decision sums (`rollout.consensus`), so the policy's
+`max_accuracy_drop` gate compares both accuracies.
+
+The join runs on arrival time, so it fires as the stream's watermark passes: meant for live
+streams, whose event time follows the clock.
 """
 
 from __future__ import annotations
 
 import math
 import operator
+import time
 from collections import Counter
 from typing import Any, Callable, Iterator, List, Tuple
 
 import apache_beam as beam
-from apache_beam.transforms.window import FixedWindows
+from apache_beam.transforms.window import SlidingWindows, TimestampedValue
 
 from liveinference.contract import is_prediction
 from liveinference.rollout.roles import STABLE, role_of
@@ -27,17 +36,33 @@ __all__ = ["JoinLabels"]
 Scored = Tuple[Tuple[str, str], int]
 
 
-def _scored(
-    joined: Tuple[Any, Any], correct: Callable[[Any, Any], bool]
-) -> Iterator[Scored]:
-    """((role, model_id), 1 if right else 0) for each prediction of an id that has a label."""
-    _, grouped = joined
-    labels = list(grouped["labels"])
-    if not labels:
-        return
-    for prediction in grouped["predictions"]:
-        right = bool(correct(prediction.inference, labels[0]))
-        yield (role_of(prediction), prediction.model_id), int(right)
+def _arrived(key: Any, value: Any) -> TimestampedValue:
+    """`(key, (arrival time, value))` stamped with the time it reached the join."""
+    now = time.time()
+    return TimestampedValue((key, (now, value)), now)
+
+
+class _Score(beam.DoFn):
+    """((role, model_id), 1 if right else 0) for each prediction of an id that has a label,
+    scored only in the window whose first half holds the earlier of the two."""
+
+    def __init__(self, horizon: float, correct: Callable[[Any, Any], bool]) -> None:
+        self._horizon = horizon
+        self._correct = correct
+
+    def process(
+        self, joined: Tuple[Any, Any], window: Any = beam.DoFn.WindowParam
+    ) -> Iterator[Scored]:
+        _, grouped = joined
+        labels = sorted(grouped["labels"], key=operator.itemgetter(0))
+        if not labels:
+            return
+        label_arrived, label = labels[0]
+        first_half_ends = float(window.start) + self._horizon
+        for arrived, prediction in grouped["predictions"]:
+            if min(arrived, label_arrived) < first_half_ends:
+                right = bool(self._correct(prediction.inference, label))
+                yield (role_of(prediction), prediction.model_id), int(right)
 
 
 def _per_candidate(scored: List[Scored]) -> Iterator[Tuple[str, Tuple[str, RoleStats, float]]]:
@@ -57,15 +82,22 @@ def _per_candidate(scored: List[Scored]) -> Iterator[Tuple[str, Tuple[str, RoleS
 class JoinLabels(beam.PTransform):
     """Joins a rollout's predictions to their labels and emits label statistics.
 
+    Give it to `RunInference(...).with_rollout(labels=...)`, which applies it to the step's
+    predictions (before postprocessing; `(key, prediction)` results are not joined).
+
     Args:
         labels: A PCollection of `(element_id, label)`.
         element_id: `element_id(example) -> id`, the id a prediction's example is known by.
-        window_seconds: The fixed windows the join happens in: a label joins the
-            predictions of its id whose timestamps fall in its window.
+        window_seconds: The label horizon: a label joins its prediction when it arrives at
+            most this long after it (or before it); its statistics reach the decision about twice this
+            long after the prediction.
         correct: `correct(inference, label) -> bool`; defaults to equality.
 
     Returns:
         From `expand(predictions)`: `(candidate model_id, (role, RoleStats, inf))` items.
+
+    Raises:
+        ValueError: if `window_seconds` is not positive.
     """
 
     def __init__(
@@ -84,18 +116,25 @@ class JoinLabels(beam.PTransform):
         self._correct = correct
 
     def expand(self, predictions: beam.PCollection) -> beam.PCollection:
-        element_id = self._element_id
+        windows = SlidingWindows(2 * self._window, self._window)
         keyed = (
             predictions
             | "RolloutPredictions" >> beam.Filter(is_prediction)
-            | "ById" >> beam.Map(lambda result: (element_id(result.example), result))
-            | "PredictionWindows" >> beam.WindowInto(FixedWindows(self._window))
+            | "PredictionArrival" >> beam.Map(
+                lambda result, element_id: _arrived(element_id(result.example), result),
+                self._element_id,
+            )
+            | "PredictionWindows" >> beam.WindowInto(windows)
         )
-        labels = self._labels | "LabelWindows" >> beam.WindowInto(FixedWindows(self._window))
+        labels = (
+            self._labels
+            | "LabelArrival" >> beam.MapTuple(_arrived)
+            | "LabelWindows" >> beam.WindowInto(windows)
+        )
         return (
             {"predictions": keyed, "labels": labels}
             | "Join" >> beam.CoGroupByKey()
-            | "Score" >> beam.FlatMap(_scored, self._correct)
+            | "Score" >> beam.ParDo(_Score(self._window, self._correct))
             | "PerWindow" >> beam.combiners.ToList().without_defaults()
             | "PerCandidate" >> beam.FlatMap(_per_candidate)
         )

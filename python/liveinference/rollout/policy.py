@@ -31,7 +31,8 @@ class RolloutGates:
     The canary is judged once it has answered `min_predictions` elements, or once
     `max_seconds` have passed with at least one answered. It is rolled back earlier when
     its errors alone already exceed `max_error_rate` of `min_predictions`, whatever the
-    rest would do.
+    rest would do. With `max_accuracy_drop`, a canary that passes every other gate also
+    waits for `min_labelled` labelled predictions before it may be promoted.
 
     Attributes:
         min_predictions: Elements the canary answers before it is judged.
@@ -44,7 +45,12 @@ class RolloutGates:
         min_agreement: The least share of predictions equal to the stable model's, if
             checked (shadow mode compares every element).
         max_accuracy_drop: How much lower than the stable model's the canary's label
-            accuracy may be, if checked (needs labels; see `RolloutStats`).
+            accuracy may be, if checked (needs labels: `with_rollout(labels=JoinLabels(...))`).
+            The canary then waits for labels: it is not promoted before `min_labelled` of
+            its predictions and of the stable model's met their labels, and is rolled back
+            if they have not after `max_seconds`.
+        min_labelled: Labelled predictions each model needs before the accuracy gate may
+            pass (only read with `max_accuracy_drop`).
 
     Raises:
         TypeError, ValueError: naming the gate, for a bound out of range.
@@ -58,12 +64,15 @@ class RolloutGates:
     max_latency_ratio: Optional[float] = None
     min_agreement: Optional[float] = None
     max_accuracy_drop: Optional[float] = None
+    min_labelled: int = 100
 
     def __post_init__(self) -> None:
-        if isinstance(self.min_predictions, bool) or not isinstance(self.min_predictions, int):
-            raise TypeError(f"min_predictions must be an int, got {self.min_predictions!r}")
-        if self.min_predictions < 1:
-            raise ValueError(f"min_predictions must be at least 1, got {self.min_predictions}")
+        for name in ("min_predictions", "min_labelled"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int, got {value!r}")
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
         checked_number(
             "max_error_rate", self.max_error_rate, unit="", at_most=1, zero_allowed=True
         )
@@ -132,7 +141,29 @@ def decide(
     if canary.answered < gates.min_predictions and not (timed_out and canary.answered):
         return Decision(Action.WAIT, (), numbers)
     reasons = _failed_gates(canary, stable, gates)
-    return Decision(Action.ROLLBACK if reasons else Action.PROMOTE, reasons, numbers)
+    if reasons:
+        return Decision(Action.ROLLBACK, reasons, numbers)
+    unlabelled = _waiting_for_labels(canary, stable, gates)
+    if unlabelled is None:
+        return Decision(Action.PROMOTE, (), numbers)
+    if timed_out:
+        return Decision(Action.ROLLBACK, (f"{unlabelled} after max_seconds",), numbers)
+    return Decision(Action.WAIT, (), numbers)
+
+
+def _waiting_for_labels(
+    canary: RoleStats, stable: RoleStats, gates: RolloutGates
+) -> Optional[str]:
+    """Why the accuracy gate cannot pass yet (too few labels), or None when it can."""
+    if gates.max_accuracy_drop is None:
+        return None
+    for name, stats in (("canary", canary), ("stable", stable)):
+        if stats.labelled < gates.min_labelled:
+            return (
+                f"only {stats.labelled} labelled {name} predictions < min_labelled "
+                f"{gates.min_labelled}"
+            )
+    return None
 
 
 def _failed_gates(canary: RoleStats, stable: RoleStats, gates: RolloutGates) -> Tuple[str, ...]:
@@ -165,6 +196,7 @@ def _failed_gates(canary: RoleStats, stable: RoleStats, gates: RolloutGates) -> 
     accuracy, stable_accuracy = canary.accuracy, stable.accuracy
     if (
         gates.max_accuracy_drop is not None
+        and _waiting_for_labels(canary, stable, gates) is None
         and accuracy is not None
         and stable_accuracy is not None
         and accuracy < stable_accuracy - gates.max_accuracy_drop

@@ -118,5 +118,6 @@ class RoleStats:
             "error_rate": round(self.error_rate, 4),
             f"latency_p{quantile * 100:g}_ms": self.latency_ms(quantile),
             "agreement": self.agreement,
+            "labelled": self.labelled,
             "accuracy": self.accuracy,
         }
