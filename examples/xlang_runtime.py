@@ -13,6 +13,7 @@ process started here is stopped by its context manager. Where each piece comes f
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import signal
@@ -29,9 +30,11 @@ __all__ = [
     "PRISM",
     "ROOT",
     "Running",
+    "class_archive",
     "free_port",
     "java_command",
     "missing_pieces",
+    "record_class_archive",
     "runner_args",
     "start_flink",
     "start_prism",
@@ -45,6 +48,7 @@ PRISM = Path(os.environ.get("LIVEINFERENCE_PRISM", CACHE / "prism" / "v2.77.0" /
 FLINK_CLASSPATH = CACHE / f"flink-jobserver-{BEAM_JAVA}.classpath"
 JAVA_CLASSPATH = CACHE / f"java-{BEAM_JAVA}.classpath"
 JAVA_CLASSES = ROOT / "java" / "target" / "classes"
+JAVA_JAR = ROOT / "java" / "target" / "liveinference-0.1.0.jar"
 
 # Flink 1.19 on Java 17 needs these, or jobs fail with InaccessibleObjectException.
 _ADD_OPENS = [
@@ -220,10 +224,82 @@ def missing_pieces(*need: str) -> List[str]:
     return missing
 
 
+def _current_jar() -> Optional[Path]:
+    """The Maven jar when it holds the newest compiled classes, else None.
+
+    `mvn test` recompiles target/classes without repackaging the jar; then the folder is
+    the truth, and a folder cannot go into a class-data archive.
+    """
+    if not JAVA_JAR.exists():
+        return None
+    built = JAVA_JAR.stat().st_mtime
+    newest = max((path.stat().st_mtime for path in JAVA_CLASSES.rglob("*.class")), default=0.0)
+    return JAVA_JAR if built >= newest else None
+
+
+def class_archive() -> Optional[Path]:
+    """Where the JVM's class-data archive for the current Java build lives (cached), or None.
+
+    The archive holds the classes a Java job loads, already parsed and verified, so a JVM
+    that maps it starts faster. Its name is a digest of the class path and the jar's size
+    and time, so a rebuild or a new dependency gets a new archive (the JVM refuses one made
+    for other jars). None when the jar is older than the compiled classes (see
+    `_current_jar`). `record_class_archive` makes it; `java_command` uses it once it exists.
+    """
+    jar = _current_jar()
+    if jar is None or not JAVA_CLASSPATH.exists():
+        return None
+    stat = jar.stat()
+    key = f"{JAVA_CLASSPATH.read_text().strip()}|{stat.st_size}|{stat.st_mtime_ns}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return CACHE / f"java-{BEAM_JAVA}-{digest}.jsa"
+
+
+def _java(main_class: str, jvm_flags: Sequence[str], args: Sequence[str]) -> List[str]:
+    jar = _current_jar()
+    classpath = f"{jar or JAVA_CLASSES}{os.pathsep}{JAVA_CLASSPATH.read_text().strip()}"
+    return ["java", *jvm_flags, "-cp", classpath, main_class, *args]
+
+
 def java_command(main_class: str, *args: str) -> List[str]:
-    """The command that runs `main_class` of the Java build with `args`."""
-    classpath = f"{JAVA_CLASSES}{os.pathsep}{JAVA_CLASSPATH.read_text().strip()}"
-    return ["java", "-cp", classpath, main_class, *args]
+    """The command that runs `main_class` of the Java build with `args`.
+
+    It maps the class-data archive (`class_archive`) when one was recorded for this build.
+    """
+    archive = class_archive()
+    flags = [f"-XX:SharedArchiveFile={archive}"] if archive and archive.exists() else []
+    return _java(main_class, flags, args)
+
+
+def record_class_archive(main_class: str, *args: str, log: Path,
+                         timeout: float) -> Tuple[int, str]:
+    """Runs one Java job that writes the class-data archive for the current build at its exit.
+
+    Args:
+        main_class: A Java main that runs a representative job (its classes go in).
+        *args: Its arguments.
+        log: Where the job's output goes.
+        timeout: Seconds before the job is killed.
+
+    Returns:
+        (exit status, log tail), as `run_logged`. The archive is moved into place only when
+        the job succeeded, so a concurrent job never maps a half-written one.
+
+    Raises:
+        RuntimeError: The jar is older than the compiled classes (`make java-build` packs it).
+    """
+    archive = class_archive()
+    if archive is None:
+        raise RuntimeError(f"{JAVA_JAR} is missing or older than {JAVA_CLASSES}: run "
+                           "`make java-build` so the classes are packed into the jar")
+    partial = archive.with_name(f"{archive.name}.{os.getpid()}.partial")
+    status, tail = run_logged(_java(main_class, [f"-XX:ArchiveClassesAtExit={partial}"], args),
+                              log, timeout)
+    if status == 0 and partial.exists():
+        os.replace(partial, archive)
+    else:
+        partial.unlink(missing_ok=True)
+    return status, tail
 
 
 def run_logged(command: Sequence[str], log: Path, timeout: float) -> Tuple[int, str]:
