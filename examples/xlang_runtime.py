@@ -283,7 +283,8 @@ def record_class_archive(main_class: str, *args: str, log: Path,
 
     Returns:
         (exit status, log tail), as `run_logged`. The archive is moved into place only when
-        the job succeeded, so a concurrent job never maps a half-written one.
+        the job succeeded, so a concurrent job never maps a half-written one; archives of
+        earlier builds are deleted then (about 50 MB each).
 
     Raises:
         RuntimeError: The jar is older than the compiled classes (`make java-build` packs it).
@@ -297,6 +298,9 @@ def record_class_archive(main_class: str, *args: str, log: Path,
                               log, timeout)
     if status == 0 and partial.exists():
         os.replace(partial, archive)
+        for stale in archive.parent.glob(f"java-{BEAM_JAVA}-*.jsa"):
+            if stale != archive:
+                stale.unlink(missing_ok=True)
     else:
         partial.unlink(missing_ok=True)
     return status, tail

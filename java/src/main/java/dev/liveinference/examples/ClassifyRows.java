@@ -1,6 +1,7 @@
 package dev.liveinference.examples;
 
 import dev.liveinference.InferenceResult;
+import dev.liveinference.JobCompletion;
 import dev.liveinference.RunInference;
 import dev.liveinference.Staging;
 import org.apache.beam.sdk.Pipeline;
@@ -371,7 +372,7 @@ public final class ClassifyRows {
   public static void main(String[] args) {
     Options options = PipelineOptionsFactory.fromArgs(args).withValidation().as(Options.class);
     Staging.skipForLoopback(options);
-    PipelineResult.State state = build(options).run().waitUntilFinish();
+    PipelineResult.State state = JobCompletion.waitUntilFinish(build(options).run());
     System.out.println("ClassifyRows finished: " + state);
     if (state != PipelineResult.State.DONE) {
       System.exit(1);

@@ -1,5 +1,6 @@
 package dev.liveinference.examples;
 
+import dev.liveinference.JobCompletion;
 import dev.liveinference.Staging;
 import java.util.ArrayList;
 import java.util.List;
@@ -173,7 +174,7 @@ public final class StockBeamClassify {
   public static void main(String[] args) {
     Options options = PipelineOptionsFactory.fromArgs(args).withValidation().as(Options.class);
     Staging.skipForLoopback(options);
-    PipelineResult.State state = build(options).run().waitUntilFinish();
+    PipelineResult.State state = JobCompletion.waitUntilFinish(build(options).run());
     System.out.println("StockBeamClassify finished: " + state);
     if (state != PipelineResult.State.DONE) {
       System.exit(1);
