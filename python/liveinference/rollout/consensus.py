@@ -18,6 +18,7 @@ channel's own format, in a directory of its own, so no model-version source read
 from __future__ import annotations
 
 import math
+import threading
 import time
 from typing import Any, Dict, Iterator, Optional, Set, Tuple
 
@@ -66,22 +67,35 @@ class _MergeRoles(beam.CombineFn):
         return totals
 
 
+_DECIDED: Set[Tuple[str, str]] = set()  # (channel path, candidate model_id) decided here
+_DECIDED_LOCK = threading.Lock()
+
+
+def _first_decision(channel_path: str, model_id: str) -> bool:
+    """True for the first decision on `model_id` in this process; False after."""
+    with _DECIDED_LOCK:
+        if (channel_path, model_id) in _DECIDED:
+            return False
+        _DECIDED.add((channel_path, model_id))
+        return True
+
+
 class _Decide(beam.DoFn):
     """Decides on each candidate's running totals; publishes a decision, reports a rollback.
 
     The totals accumulate across firings, so each firing sees everything since the
-    candidate was staged. A decision may be published more than once (each worker acts on
-    it once); this instance reports each rollback once.
+    candidate was staged. Firings may reach several instances of this DoFn (Prism runs
+    bundles on several); the first decision in a process is final there, and it is
+    published and a rollback reported once per process (`_first_decision`).
     """
 
     def __init__(self, config: RolloutConfig, channel: Any) -> None:
         self._config = config
         self._channel = channel
-        self._decided: Set[str] = set()
 
     def process(self, element: Tuple[str, Totals]) -> Iterator[FailureRecord]:
         model_id, (since, stats) = element
-        if model_id in self._decided:
+        if (self._channel.path, model_id) in _DECIDED:
             return
         new_role = SHADOW if self._config.shadow else CANARY
         decision = decide(
@@ -90,9 +104,8 @@ class _Decide(beam.DoFn):
             self._config.gates,
             time.time() - since,
         )
-        if decision.action is Action.WAIT:
+        if decision.action is Action.WAIT or not _first_decision(self._channel.path, model_id):
             return
-        self._decided.add(model_id)
         self._channel.publish(ModelMetadata(model_id, decision.action.value))
         if decision.action is Action.ROLLBACK:
             offer = ModelMetadata(model_id, "")
