@@ -21,7 +21,6 @@ import apache_beam as beam
 import numpy
 from apache_beam.pvalue import TaggedOutput
 
-from liveinference.contract import PredictionResult
 from liveinference.deadletter import FailureRecord
 from liveinference_expansion.rows import ToPredictionRow
 
@@ -70,8 +69,7 @@ class _ToRows:
         self._to_row = to_row
 
     def __call__(self, rows: Any, inferences: Any, model_id: str) -> List[Any]:
-        return [self._to_row(PredictionResult(row, inference, model_id))
-                for row, inference in zip(rows, inferences)]
+        return self._to_row.many(rows, inferences, model_id)
 
 
 class CrossingBatches:

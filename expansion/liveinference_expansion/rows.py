@@ -140,6 +140,21 @@ def _converter(field_type: Any, what: str) -> Callable[[Any], Any]:
     return to_scalar
 
 
+# NumPy dtype kinds whose `tolist()` gives exactly what `_converter` makes of each value.
+_KINDS = {float: "f", numpy.float32: "f", int: "iu", numpy.int32: "iu", numpy.int16: "iu",
+          bool: "b"}
+
+
+def _converts_whole(field_type: Any, values: Any) -> bool:
+    """Whether a batch of `values` (one per row) converts to `field_type` with one tolist()."""
+    if not isinstance(values, numpy.ndarray):
+        return False
+    if getattr(field_type, "__origin__", None) is list:
+        (item_type,) = field_type.__args__
+        return values.ndim == 2 and values.dtype.kind in _KINDS.get(item_type, "")
+    return values.ndim == 1 and values.dtype.kind in _KINDS.get(field_type, "")
+
+
 class ToPredictionRow:
     """Turns a PredictionResult (or a `(key, PredictionResult)` pair) into a typed Row.
 
@@ -148,9 +163,29 @@ class ToPredictionRow:
     """
 
     def __init__(self, example_type: Any, inference_type: Any, keyed: bool) -> None:
+        self._types = (example_type, inference_type)
         self._example = _converter(example_type, "the example")
         self._inference = _converter(inference_type, "the inference")
         self._keyed = keyed
+
+    def many(self, examples: Any, inferences: Any, model_id: Any) -> List[Any]:
+        """Unkeyed prediction Rows for a batch scored whole, one per (example, inference).
+
+        A NumPy batch whose dtype fits its declared type converts in one `tolist()` (the
+        same values as row by row, without a Python call per value); anything else converts
+        row by row, as `__call__` does.
+
+        Raises:
+            TypeError: a value does not fit its declared type.
+        """
+        example_type, inference_type = self._types
+        rows = (examples.tolist() if _converts_whole(example_type, examples)
+                else [self._example(example) for example in examples])
+        labels = (inferences.tolist() if _converts_whole(inference_type, inferences)
+                  else [self._inference(inference) for inference in inferences])
+        name = None if model_id is None else str(model_id)
+        return [beam.Row(example=row, inference=label, model_id=name)
+                for row, label in zip(rows, labels)]
 
     def _row(self, result: Any) -> Any:
         if not isinstance(result, PredictionResult):

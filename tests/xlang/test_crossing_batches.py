@@ -5,10 +5,13 @@ and model ids survive."""
 from __future__ import annotations
 
 import apache_beam as beam
+import numpy
 import pytest
 
 from conftest import csv, load
+from liveinference.contract import PredictionResult
 from liveinference_expansion import ConfiguredRunInference
+from liveinference_expansion.rows import ToPredictionRow, parse_type
 
 PARSE = "liveinference_expansion.functions.parse_csv_floats"
 
@@ -47,3 +50,23 @@ def test_crossing_batch_refuses_what_it_cannot_carry(models, arguments, refusal)
     with pytest.raises(ValueError, match=refusal):
         ConfiguredRunInference("sklearn_numpy", {"model_uri": str(models["v1"])},
                                crossing_batch=True, **arguments)
+
+
+@pytest.mark.parametrize("example_type, inference_type, examples, inferences", [
+    ("array<double>", "int64", numpy.random.default_rng(0).normal(size=(5, 4)),
+     numpy.array([0, 1, 1, 0, 1])),
+    # dtypes that do not fit the declared types convert value by value (floats cut to ints)
+    ("array<int64>", "double", numpy.random.default_rng(0).normal(size=(5, 4)) * 3,
+     numpy.array([0, 1, 1, 0, 1])),
+    ("array<double>", "string", [[1.5, 2.0], [3.0, 4.0]], ["a", "b"]),
+])
+def test_a_batch_converts_to_the_rows_one_by_one_conversion_gives(example_type, inference_type,
+                                                                  examples, inferences):
+    to_row = ToPredictionRow(parse_type(example_type, "example"),
+                             parse_type(inference_type, "inference"), keyed=False)
+    one_by_one = [to_row(PredictionResult(example, inference, "m"))
+                  for example, inference in zip(examples, inferences)]
+    whole = to_row.many(examples, inferences, "m")
+    assert whole == one_by_one
+    assert [[type(v) for v in row.example] + [type(row.inference)] for row in whole] == [
+        [type(v) for v in row.example] + [type(row.inference)] for row in one_by_one]
