@@ -36,3 +36,19 @@ def test_rollout_demo_rolls_back_the_worse_model_promotes_the_better_and_loses_n
     assert summary["predictions"]["v2.pkl/canary"] == summary["rows_before_rollback"] > 0
     assert sum(summary["predictions"].values()) == summary["rows_out"]
     assert "accuracy" in summary["rollback_reason"]
+
+
+def test_rollout_benchmark_writes_its_json_and_plot_and_loses_no_row(tmp_path):
+    out = _run(
+        "benchmarks/rollout.py", "--shares", "0.25", "--windows", "40", "--repeats", "1",
+        "--rows-per-second", "100", "--output-dir", str(tmp_path),
+    )
+    assert "no row lost: True (1 runs)" in out
+    with open(tmp_path / "rollout.json") as file:
+        results = json.load(file)
+    (cell,) = results["cells"]
+    assert (cell["canary_share"], cell["min_predictions"]) == (0.25, 40)
+    (run,) = cell["runs"]
+    assert run["rolled_back"] == ["v2.pkl"] and run["promoted"] == ["v3.pkl"]
+    assert cell["rows_before_rollback"]["median"] == run["rows_before_rollback"] > 0
+    assert (tmp_path / "rollout.png").stat().st_size > 0
