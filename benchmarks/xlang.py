@@ -12,7 +12,8 @@ and appends one line per prediction to a file. Variants, on Prism and on Flink (
   `liveinference serve --allow-inline-source`.
 
 Each job is a fresh process (a JVM, or a Python interpreter importing Beam), timed from
-launch to exit, so fixed costs compare like for like. A small run of each variant measures
+launch to exit, so fixed costs compare like for like. The JVMs map the class-data archive
+of the current Java build (recorded first by one untimed job when missing). A small run of each variant measures
 the fixed cost (launch, expansion, submission, worker start); the net rate is
 (rows - small rows) / (large seconds - small seconds), paired run by run. Every figure is
 min / median / max over `--repeats` runs, variants interleaved.
@@ -36,7 +37,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, Tuple
 
 import apache_beam as beam
 import numpy
@@ -128,6 +129,26 @@ def _job(command: List[str], out: Path, rows: int, log: Path) -> float:
     return seconds
 
 
+def _record_class_archive(kind: str, endpoint: str, service: str, rows_file: Path,
+                          model: Path, folder: Path) -> None:
+    """Records the JVM class-data archive with one small, untimed job, unless one exists.
+
+    Raises:
+        RuntimeError: the recording job failed.
+    """
+    archive = xlang_runtime.class_archive()
+    if archive is None or archive.exists():
+        return
+    out = folder / "class-archive.tsv"
+    command = _command("java", kind, endpoint, service, rows_file, model, out, 0)
+    main = command.index("dev.liveinference.examples.ClassifyRows")
+    status, tail = xlang_runtime.record_class_archive(
+        command[main], *command[main + 1:], log=out.with_suffix(".log"), timeout=600)
+    if status != 0:
+        raise RuntimeError(f"recording the class-data archive failed ({status}):\n{tail}")
+    _LOGGER.info("recorded the class-data archive %s", archive)
+
+
 def _spread(values: List[float]) -> Dict[str, float]:
     return {"min": min(values), "median": statistics.median(values), "max": max(values)}
 
@@ -148,6 +169,8 @@ def measure_runner(kind: str, args: argparse.Namespace, files: Dict[int, Path], 
     folder = work / kind
     folder.mkdir()
     with xlang_runtime.start_service(folder, *flags) as service, _runner(kind, folder) as runner:
+        _record_class_archive(kind, runner.address, service.address, files[min(files)], model,
+                              folder)
         for repeat in range(args.repeats):
             for variant in args.variants:
                 for rows, rows_file in files.items():
@@ -230,6 +253,29 @@ def _write_inputs(work: Path, sizes: List[int]) -> Dict[int, Path]:
     return files
 
 
+def _write_report(args: argparse.Namespace, results: Dict[str, Any],
+                  load: Tuple[float, float, float], output: Path) -> None:
+    """Writes the JSON and the plot of the runners measured so far (after each runner, so a
+    run cut short keeps what it finished)."""
+    report = {
+        "benchmark": "xlang",
+        "description": __doc__.split("\n\n")[1].strip(),
+        "rows": args.rows, "small_rows": args.small_rows, "repeats": args.repeats,
+        "features": FEATURES, "crossing_batch": args.crossing_batch,
+        "beam": "Java/Python 2.62.0; Prism " + xlang_runtime.PRISM.parent.name,
+        "class_archive": str(xlang_runtime.class_archive()),
+        "results": results,
+        "load_average_before": load, "load_average_after": os.getloadavg(),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "python": platform.python_version()},
+        "command": "python benchmarks/xlang.py " + " ".join(sys.argv[1:]),
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    plot(results, output.with_suffix(".png"))
+    _LOGGER.info("wrote %s and %s (%s)", output, output.with_suffix(".png"), ", ".join(results))
+
+
 def main() -> int:
     """Runs the benchmark; writes the JSON and the plot."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -259,25 +305,10 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="liveinference-xlang-bench-"))
     files = _write_inputs(work, [args.small_rows, args.rows])
     load = os.getloadavg()
-    results = {runner: measure_runner(runner, args, files, work / "model.pkl", work)
-               for runner in runners}
-    report = {
-        "benchmark": "xlang",
-        "description": __doc__.split("\n\n")[1].strip(),
-        "rows": args.rows, "small_rows": args.small_rows, "repeats": args.repeats,
-        "features": FEATURES, "crossing_batch": args.crossing_batch,
-        "beam": "Java/Python 2.62.0; Prism " + xlang_runtime.PRISM.parent.name,
-        "results": results,
-        "load_average_before": load, "load_average_after": os.getloadavg(),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "python": platform.python_version()},
-        "command": "python benchmarks/xlang.py " + " ".join(sys.argv[1:]),
-    }
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2) + "\n")
-    plot(results, output.with_suffix(".png"))
-    _LOGGER.info("wrote %s and %s", output, output.with_suffix(".png"))
+    results: Dict[str, Any] = {}
+    for runner in runners:
+        results[runner] = measure_runner(runner, args, files, work / "model.pkl", work)
+        _write_report(args, results, load, Path(args.output))
     return 0
 
 
