@@ -82,11 +82,12 @@ test-beam-latest: latest-venv prism
 demo: demo-venv
 	"$(DEMO_VENV)/bin/python" examples/demo.py
 
-bench: venv
+bench: venv prism
 	"$(PY)" benchmarks/throughput.py
 	"$(PY)" benchmarks/refresh.py
 	"$(PY)" benchmarks/length_batching.py
 	"$(PY)" benchmarks/batched.py
+	"$(PY)" benchmarks/rollout.py
 
 clean-venv:
 	rm -rf "$(VENV)" "$(DEMO_VENV)" "$(LATEST_VENV)"
