@@ -3,7 +3,8 @@
 Commands arrive on a PCollection while the pipeline runs: promote a canary now, roll the
 promoted model back to the one before it, pin the stable model (a new version waits), unpin
 (the waiting version is rolled out). Each command is given when the pipeline reaches the
-state it acts on, never after a fixed time.
+state it acts on: the decision it waits for is logged and the outputs show the model_id and
+role it expects; never after a fixed time.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from liveinference.frameworks.sklearn import SklearnModelHandlerNumpy
 from liveinference.rollout.control import RolloutControl, control_message
 from liveinference.rollout.policy import RolloutGates
 from liveinference.rollout.roles import CANARY, STABLE, role_of
-from liveinference.testing import query_metrics, when
+from liveinference.testing import query_metrics, read_collected, when
 
 from refresh_models import write_model
 from streams import by_time, stream
@@ -37,6 +38,23 @@ def _commands(_, folder):
         yield RolloutControl(*json.load(file))
 
 
+def _served(results_dir, role, model_id, after=None):
+    """A condition: a result of `model_id` in `role` reached the output, later in the stream
+    than every result of `after` (a (role, model_id)), if given."""
+
+    def check():
+        results = read_collected(results_dir)
+        since = max(
+            (r.example[0] for r in results if (role_of(r), r.model_id) == after), default=-1.0
+        )
+        return any(
+            (role_of(r), r.model_id) == (role, model_id) and r.example[0] > since
+            for r in results
+        )
+
+    return check
+
+
 def _command(folder, action, model_id=""):
     def write():
         temporary = os.path.join(folder, "command.tmp")
@@ -48,29 +66,21 @@ def _command(folder, action, model_id=""):
     return write
 
 
-@pytest.mark.skipif(
-    os.environ.get("LIVEINFERENCE_UNSTABLE_TESTS") != "1",
-    reason="timing-dependent on this shared 2-core machine: in one whole-suite run under load "
-    "the canary's predictions did not all arrive before the commands moved on (and once a "
-    "RecursionError reading metrics); issue 15 stays open; run it with "
-    "LIVEINFERENCE_UNSTABLE_TESTS=1",
-)
 def test_promote_now_roll_back_to_the_previous_model_pin_and_unpin(
     run_pipeline, model_dir, refresh_log
 ):
     watched, folder = model_dir / "watched", str(model_dir)
     v1, v2, v3 = str(model_dir / "v1.pkl"), str(watched / "v2.pkl"), str(watched / "v3.pkl")
     handler = SklearnModelHandlerNumpy(v1, max_batch_size=4)
+    results_dir = str(model_dir / "out" / "results")
     steps = when([
         (lambda: refresh_log.logged("loaded the first model"), lambda: write_model(v2, 2)),
-        (lambda: refresh_log.logged(v2, "starts as canary"), _command(folder, "promote", v2)),
-        (lambda: refresh_log.logged("promote model", v2, "every worker"),
-         _command(folder, "rollback", v2)),
-        (lambda: refresh_log.logged("rollback model", v2, "back to model", v1),
-         _command(folder, "pin", v1)),
+        (_served(results_dir, CANARY, v2), _command(folder, "promote", v2)),
+        (_served(results_dir, STABLE, v2), _command(folder, "rollback", v2)),
+        (_served(results_dir, STABLE, v1, after=(STABLE, v2)), _command(folder, "pin", v1)),
         (lambda: refresh_log.logged("pin model", v1, "serves already"), lambda: write_model(v3, 3)),
         (lambda: refresh_log.logged(v3, "waits: the rollout is pinned"), _command(folder, "unpin")),
-        (lambda: refresh_log.logged(v3, "starts as canary"), lambda: "done"),
+        (_served(results_dir, CANARY, v3), lambda: "done"),
     ], timeout=60)
     rows = 900
 
