@@ -1,15 +1,14 @@
 package dev.liveinference;
 
-import static org.junit.Assert.assertEquals;
+import static dev.liveinference.TestPipelines.DOUBLES;
+import static dev.liveinference.TestPipelines.assertDeadLetterSchema;
+import static dev.liveinference.TestPipelines.assertPredictionSchema;
+import static dev.liveinference.TestPipelines.csvClassifier;
+import static dev.liveinference.TestPipelines.lines;
 import static org.junit.Assert.assertThrows;
 import static org.junit.Assert.assertTrue;
 
-import org.apache.beam.sdk.Pipeline;
-import org.apache.beam.sdk.coders.RowCoder;
-import org.apache.beam.sdk.options.PipelineOptionsFactory;
 import org.apache.beam.sdk.schemas.Schema.FieldType;
-import org.apache.beam.sdk.transforms.Create;
-import org.apache.beam.sdk.values.PCollection;
 import org.apache.beam.sdk.values.Row;
 import org.junit.Assume;
 import org.junit.Test;
@@ -28,16 +27,8 @@ public class ExpansionServiceTest {
   private static final String SERVICE = System.getProperty("liveinference.service", "");
   private static final String MODEL = System.getProperty("liveinference.model", "");
 
-  private static PCollection<String> lines() {
-    Pipeline pipeline =
-        Pipeline.create(
-            PipelineOptionsFactory.fromArgs("--runner=PortableRunner", "--jobEndpoint=localhost:1")
-                .create());
-    return pipeline.apply(Create.of("1,2,3,4"));
-  }
-
   private static RunInference<Row> classifier() {
-    return RunInference.of("sklearn_numpy", FieldType.array(FieldType.DOUBLE), FieldType.INT64)
+    return RunInference.of("sklearn_numpy", DOUBLES, FieldType.INT64)
         .withExpansionService(SERVICE);
   }
 
@@ -45,27 +36,10 @@ public class ExpansionServiceTest {
   public void goodRequestExpandsIntoPredictionsAndDeadLetters() {
     Assume.assumeFalse("no -Dliveinference.service given", SERVICE.isEmpty());
     InferenceResult<Row> result =
-        lines()
-            .apply(
-                classifier()
-                    .withHandlerArg("model_uri", MODEL)
-                    .withPreprocess("liveinference_expansion.functions.parse_csv_floats")
-                    .withExceptionHandling());
-    assertEquals(
-        RunInference.predictionSchema(FieldType.array(FieldType.DOUBLE), FieldType.INT64),
-        ((RowCoder) result.getPredictions().getCoder()).getSchema());
-    assertEquals(
-        RunInference.DEAD_LETTER_SCHEMA,
-        ((RowCoder) result.getDeadLetters().getCoder()).getSchema());
-    PCollection<Row> plain =
-        lines()
-            .apply(
-                classifier()
-                    .withHandlerArg("model_uri", MODEL)
-                    .withPreprocess("liveinference_expansion.functions.parse_csv_floats"));
-    assertEquals(
-        RunInference.predictionSchema(FieldType.array(FieldType.DOUBLE), FieldType.INT64),
-        ((RowCoder) plain.getCoder()).getSchema());
+        lines().apply(csvClassifier(MODEL).withExpansionService(SERVICE).withExceptionHandling());
+    assertPredictionSchema(result.getPredictions());
+    assertDeadLetterSchema(result.getDeadLetters());
+    assertPredictionSchema(lines().apply(csvClassifier(MODEL).withExpansionService(SERVICE)));
   }
 
   @Test

@@ -1,5 +1,9 @@
 package dev.liveinference;
 
+import static dev.liveinference.TestPipelines.assertDeadLetterSchema;
+import static dev.liveinference.TestPipelines.assertPredictionSchema;
+import static dev.liveinference.TestPipelines.csvClassifier;
+import static dev.liveinference.TestPipelines.lines;
 import static org.junit.Assert.assertEquals;
 import static org.junit.Assert.assertThrows;
 import static org.junit.Assert.assertTrue;
@@ -20,12 +24,7 @@ import org.apache.beam.model.jobmanagement.v1.ArtifactApi.ResolveArtifactsReques
 import org.apache.beam.model.jobmanagement.v1.ArtifactRetrievalServiceGrpc;
 import org.apache.beam.model.pipeline.v1.RunnerApi.ArtifactFilePayload;
 import org.apache.beam.model.pipeline.v1.RunnerApi.ArtifactInformation;
-import org.apache.beam.sdk.Pipeline;
-import org.apache.beam.sdk.coders.RowCoder;
-import org.apache.beam.sdk.options.PipelineOptionsFactory;
 import org.apache.beam.sdk.schemas.Schema.FieldType;
-import org.apache.beam.sdk.transforms.Create;
-import org.apache.beam.sdk.values.PCollection;
 import org.apache.beam.sdk.values.Row;
 import org.apache.beam.vendor.grpc.v1p60p1.io.grpc.ManagedChannel;
 import org.apache.beam.vendor.grpc.v1p60p1.io.grpc.ManagedChannelBuilder;
@@ -51,7 +50,6 @@ import org.junit.runners.JUnit4;
 public class ExpansionServiceTlsTest {
 
   private static final String PYTHON = System.getProperty("liveinference.python", "");
-  private static final FieldType DOUBLES = FieldType.array(FieldType.DOUBLE);
   private static final Pattern LISTENING = Pattern.compile("listening on (\\S+?)(;|$)");
 
   @ClassRule public static final TemporaryFolder FOLDER = new TemporaryFolder();
@@ -146,25 +144,8 @@ public class ExpansionServiceTlsTest {
     return path.getPath();
   }
 
-  private static PCollection<String> lines() {
-    Pipeline pipeline =
-        Pipeline.create(
-            PipelineOptionsFactory.fromArgs("--runner=PortableRunner", "--jobEndpoint=localhost:1")
-                .create());
-    return pipeline.apply(Create.of("1,2,3,4"));
-  }
-
   private static RunInference<Row> classifier(Serve serve) {
-    return RunInference.of("sklearn_numpy", DOUBLES, FieldType.INT64)
-        .withHandlerArg("model_uri", model)
-        .withPreprocess("liveinference_expansion.functions.parse_csv_floats")
-        .withExpansionService(serve.address);
-  }
-
-  private static void assertPredictionSchema(PCollection<Row> predictions) {
-    assertEquals(
-        RunInference.predictionSchema(DOUBLES, FieldType.INT64),
-        ((RowCoder) predictions.getCoder()).getSchema());
+    return csvClassifier(model).withExpansionService(serve.address);
   }
 
   /** The whole chain of messages, for asserting on what gRPC reported. */
@@ -189,9 +170,7 @@ public class ExpansionServiceTlsTest {
                         certs.clientKey.getPath())
                     .withExceptionHandling());
     assertPredictionSchema(result.getPredictions());
-    assertEquals(
-        RunInference.DEAD_LETTER_SCHEMA,
-        ((RowCoder) result.getDeadLetters().getCoder()).getSchema());
+    assertDeadLetterSchema(result.getDeadLetters());
 
     IllegalArgumentException unknown =
         assertThrows(

@@ -1,5 +1,9 @@
 package dev.liveinference;
 
+import static dev.liveinference.TestPipelines.DOUBLES;
+import static dev.liveinference.TestPipelines.assertPredictionSchema;
+import static dev.liveinference.TestPipelines.csvClassifier;
+import static dev.liveinference.TestPipelines.lines;
 import static org.junit.Assert.assertEquals;
 import static org.junit.Assert.assertThrows;
 import static org.junit.Assert.assertTrue;
@@ -7,12 +11,7 @@ import static org.junit.Assert.assertTrue;
 import java.io.File;
 import java.nio.file.Files;
 import java.util.List;
-import org.apache.beam.sdk.Pipeline;
-import org.apache.beam.sdk.coders.RowCoder;
-import org.apache.beam.sdk.options.PipelineOptionsFactory;
 import org.apache.beam.sdk.schemas.Schema.FieldType;
-import org.apache.beam.sdk.transforms.Create;
-import org.apache.beam.sdk.values.PCollection;
 import org.apache.beam.sdk.values.Row;
 import org.junit.Assume;
 import org.junit.Test;
@@ -30,28 +29,12 @@ public class LocalExpansionServiceTest {
 
   private static final String PYTHON = System.getProperty("liveinference.python", "");
   private static final String MODEL = System.getProperty("liveinference.model", "");
-  private static final FieldType DOUBLES = FieldType.array(FieldType.DOUBLE);
-
-  private static PCollection<String> lines() {
-    Pipeline pipeline =
-        Pipeline.create(
-            PipelineOptionsFactory.fromArgs("--runner=PortableRunner", "--jobEndpoint=localhost:1")
-                .create());
-    return pipeline.apply(Create.of("1,2,3,4"));
-  }
 
   @Test
   public void withoutAnAddressTheTransformStartsOneServiceAndSharesIt() {
     Assume.assumeFalse("no -Dliveinference.python given", PYTHON.isEmpty());
-    RunInference<Row> classifier =
-        RunInference.of("sklearn_numpy", DOUBLES, FieldType.INT64)
-            .withPython(PYTHON)
-            .withHandlerArg("model_uri", MODEL)
-            .withPreprocess("liveinference_expansion.functions.parse_csv_floats");
-    PCollection<Row> first = lines().apply(classifier);
-    assertEquals(
-        RunInference.predictionSchema(DOUBLES, FieldType.INT64),
-        ((RowCoder) first.getCoder()).getSchema());
+    RunInference<Row> classifier = csvClassifier(MODEL).withPython(PYTHON);
+    assertPredictionSchema(lines().apply(classifier));
     String address = LocalExpansionService.addressFor(PYTHON, List.of());
     assertTrue(address, address.matches("(localhost|127\\.0\\.0\\.1):\\d+"));
     lines().apply(classifier.withHandlerArg("max_batch_size", 4));
@@ -72,16 +55,7 @@ public class LocalExpansionServiceTest {
     String address;
     try (LocalExpansionService service = LocalExpansionService.start(PYTHON)) {
       address = service.address();
-      PCollection<Row> predictions =
-          lines()
-              .apply(
-                  RunInference.of("sklearn_numpy", DOUBLES, FieldType.INT64)
-                      .withExpansionService(address)
-                      .withHandlerArg("model_uri", MODEL)
-                      .withPreprocess("liveinference_expansion.functions.parse_csv_floats"));
-      assertEquals(
-          RunInference.predictionSchema(DOUBLES, FieldType.INT64),
-          ((RowCoder) predictions.getCoder()).getSchema());
+      assertPredictionSchema(lines().apply(csvClassifier(MODEL).withExpansionService(address)));
     }
     IllegalStateException gone =
         assertThrows(

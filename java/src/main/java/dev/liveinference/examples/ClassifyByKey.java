@@ -13,9 +13,7 @@ import org.apache.beam.sdk.PipelineResult;
 import org.apache.beam.sdk.coders.KvCoder;
 import org.apache.beam.sdk.coders.StringUtf8Coder;
 import org.apache.beam.sdk.io.TextIO;
-import org.apache.beam.sdk.options.Default;
 import org.apache.beam.sdk.options.Description;
-import org.apache.beam.sdk.options.PipelineOptions;
 import org.apache.beam.sdk.options.PipelineOptionsFactory;
 import org.apache.beam.sdk.options.Validation;
 import org.apache.beam.sdk.schemas.Schema.FieldType;
@@ -47,7 +45,7 @@ public final class ClassifyByKey {
   private ClassifyByKey() {}
 
   /** Options of the example. */
-  public interface Options extends PipelineOptions {
+  public interface Options extends ExampleOptions.Liveinference {
     /**
      * The input file: {@code key;comma-separated numbers} per line.
      *
@@ -80,70 +78,6 @@ public final class ClassifyByKey {
      * @param value the mappings
      */
     void setKeyModels(String value);
-
-    /**
-     * Where predictions are appended: key, example, inference, model_id per line.
-     *
-     * @return the path
-     */
-    @Description("Predictions output file (appended)")
-    @Validation.Required
-    String getPredictions();
-
-    /**
-     * Sets the predictions file.
-     *
-     * @param value the path
-     */
-    void setPredictions(String value);
-
-    /**
-     * Where dead letters are appended: element, stage, error per line.
-     *
-     * @return the path
-     */
-    @Description("Dead-letter output file (appended)")
-    @Validation.Required
-    String getDeadLetters();
-
-    /**
-     * Sets the dead-letter file.
-     *
-     * @param value the path
-     */
-    void setDeadLetters(String value);
-
-    /**
-     * The liveinference expansion service; empty to start one.
-     *
-     * @return host:port, or empty
-     */
-    @Description("liveinference expansion service, host:port (empty: start one with --python)")
-    @Default.String("")
-    String getExpansionService();
-
-    /**
-     * Sets the expansion service.
-     *
-     * @param value host:port
-     */
-    void setExpansionService(String value);
-
-    /**
-     * The Python that runs the expansion service this program starts; empty for the default.
-     *
-     * @return the Python executable, or empty
-     */
-    @Description("Python with liveinference, to start the expansion service (empty: default)")
-    @Default.String("")
-    String getPython();
-
-    /**
-     * Sets the Python that runs the started expansion service.
-     *
-     * @param value the Python executable
-     */
-    void setPython(String value);
   }
 
   /**

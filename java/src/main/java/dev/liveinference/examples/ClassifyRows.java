@@ -9,7 +9,6 @@ import org.apache.beam.sdk.PipelineResult;
 import org.apache.beam.sdk.io.TextIO;
 import org.apache.beam.sdk.options.Default;
 import org.apache.beam.sdk.options.Description;
-import org.apache.beam.sdk.options.PipelineOptions;
 import org.apache.beam.sdk.options.PipelineOptionsFactory;
 import org.apache.beam.sdk.options.Validation;
 import org.apache.beam.sdk.schemas.Schema.FieldType;
@@ -44,7 +43,7 @@ public final class ClassifyRows {
   private ClassifyRows() {}
 
   /** Options of the example. */
-  public interface Options extends PipelineOptions {
+  public interface Options extends ExampleOptions.Liveinference, ExampleOptions.ModelFile {
     /**
      * The input file: one comma-separated row of numbers per line.
      *
@@ -60,87 +59,6 @@ public final class ClassifyRows {
      * @param value the path
      */
     void setInput(String value);
-
-    /**
-     * The scikit-learn model file (pickle).
-     *
-     * @return the path
-     */
-    @Description("scikit-learn model file (pickle)")
-    @Validation.Required
-    String getModel();
-
-    /**
-     * Sets the model file.
-     *
-     * @param value the path
-     */
-    void setModel(String value);
-
-    /**
-     * Where predictions are appended: example, inference, model_id per line.
-     *
-     * @return the path
-     */
-    @Description("Predictions output file (appended)")
-    @Validation.Required
-    String getPredictions();
-
-    /**
-     * Sets the predictions file.
-     *
-     * @param value the path
-     */
-    void setPredictions(String value);
-
-    /**
-     * Where dead letters are appended: element, stage, error per line.
-     *
-     * @return the path
-     */
-    @Description("Dead-letter output file (appended)")
-    @Validation.Required
-    String getDeadLetters();
-
-    /**
-     * Sets the dead-letter file.
-     *
-     * @param value the path
-     */
-    void setDeadLetters(String value);
-
-    /**
-     * The liveinference expansion service; empty to start one.
-     *
-     * @return host:port, or empty
-     */
-    @Description("liveinference expansion service, host:port (empty: start one with --python)")
-    @Default.String("")
-    String getExpansionService();
-
-    /**
-     * Sets the expansion service.
-     *
-     * @param value host:port
-     */
-    void setExpansionService(String value);
-
-    /**
-     * The Python that runs the expansion service this program starts (without {@code
-     * --expansionService}); empty for the default.
-     *
-     * @return the Python executable, or empty
-     */
-    @Description("Python with liveinference, to start the expansion service (empty: default)")
-    @Default.String("")
-    String getPython();
-
-    /**
-     * Sets the Python that runs the started expansion service.
-     *
-     * @param value the Python executable
-     */
-    void setPython(String value);
 
     /**
      * A file pattern watched for new model versions; empty for none.

@@ -10,7 +10,6 @@ import org.apache.beam.sdk.PipelineResult;
 import org.apache.beam.sdk.io.TextIO;
 import org.apache.beam.sdk.options.Default;
 import org.apache.beam.sdk.options.Description;
-import org.apache.beam.sdk.options.PipelineOptions;
 import org.apache.beam.sdk.options.PipelineOptionsFactory;
 import org.apache.beam.sdk.options.Validation;
 import org.apache.beam.sdk.schemas.Schema.FieldType;
@@ -39,7 +38,7 @@ public final class ClassifyWithUpdates {
   private ClassifyWithUpdates() {}
 
   /** Options of the example. */
-  public interface Options extends PipelineOptions {
+  public interface Options extends ExampleOptions.Liveinference, ExampleOptions.ModelFile {
     /**
      * The pattern of the input files: one comma-separated row of numbers per line.
      *
@@ -73,22 +72,6 @@ public final class ClassifyWithUpdates {
     void setUpdates(String value);
 
     /**
-     * The first scikit-learn model file (pickle).
-     *
-     * @return the path
-     */
-    @Description("The first scikit-learn model file (pickle)")
-    @Validation.Required
-    String getModel();
-
-    /**
-     * Sets the first model file.
-     *
-     * @param value the path
-     */
-    void setModel(String value);
-
-    /**
      * Canary rows every new model must predict, separated by semicolons; empty for none.
      *
      * @return the rows
@@ -103,70 +86,6 @@ public final class ClassifyWithUpdates {
      * @param value the rows, separated by semicolons
      */
     void setCanaries(String value);
-
-    /**
-     * Where predictions are appended: example, inference, model_id per line.
-     *
-     * @return the path
-     */
-    @Description("Predictions output file (appended)")
-    @Validation.Required
-    String getPredictions();
-
-    /**
-     * Sets the predictions file.
-     *
-     * @param value the path
-     */
-    void setPredictions(String value);
-
-    /**
-     * Where dead letters are appended: element, stage, error per line.
-     *
-     * @return the path
-     */
-    @Description("Dead-letter output file (appended)")
-    @Validation.Required
-    String getDeadLetters();
-
-    /**
-     * Sets the dead-letter file.
-     *
-     * @param value the path
-     */
-    void setDeadLetters(String value);
-
-    /**
-     * The liveinference expansion service; empty to start one.
-     *
-     * @return host:port, or empty
-     */
-    @Description("liveinference expansion service, host:port (empty: start one with --python)")
-    @Default.String("")
-    String getExpansionService();
-
-    /**
-     * Sets the expansion service.
-     *
-     * @param value host:port
-     */
-    void setExpansionService(String value);
-
-    /**
-     * The Python that runs the expansion service this program starts; empty for the default.
-     *
-     * @return the Python executable, or empty
-     */
-    @Description("Python with liveinference, to start the expansion service (empty: default)")
-    @Default.String("")
-    String getPython();
-
-    /**
-     * Sets the Python that runs the started expansion service.
-     *
-     * @param value the Python executable
-     */
-    void setPython(String value);
 
     /**
      * Seconds without a new file after which a watched pattern ends.

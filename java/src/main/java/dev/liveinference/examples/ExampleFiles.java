@@ -9,6 +9,7 @@ import java.nio.file.StandardOpenOption;
 import org.apache.beam.sdk.transforms.DoFn;
 import org.apache.beam.sdk.transforms.MapElements;
 import org.apache.beam.sdk.transforms.ParDo;
+import org.apache.beam.sdk.transforms.SerializableFunction;
 import org.apache.beam.sdk.values.PCollection;
 import org.apache.beam.sdk.values.Row;
 import org.apache.beam.sdk.values.TypeDescriptors;
@@ -104,18 +105,12 @@ final class ExampleFiles {
    * @param path the file
    */
   static void writePredictions(PCollection<Row> predictions, String path) {
-    predictions
-        .apply(
-            "FormatPredictions",
-            MapElements.into(TypeDescriptors.strings())
-                .via(
-                    (Row row) ->
-                        clean(row.getArray("example"))
-                            + "\t"
-                            + row.getInt64("inference")
-                            + "\t"
-                            + clean(row.getString("model_id"))))
-        .apply("WritePredictions", ParDo.of(new AppendLines(path)));
+    appendLines(
+        predictions,
+        "Predictions",
+        path,
+        row ->
+            line(row.getArray("example"), row.getInt64("inference"), row.getString("model_id")));
   }
 
   /**
@@ -126,17 +121,29 @@ final class ExampleFiles {
    * @param path the file
    */
   static void writeDeadLetters(PCollection<Row> deadLetters, String path) {
-    deadLetters
-        .apply(
-            "FormatDeadLetters",
-            MapElements.into(TypeDescriptors.strings())
-                .via(
-                    (Row row) ->
-                        clean(row.getString("element"))
-                            + "\t"
-                            + clean(row.getString("stage"))
-                            + "\t"
-                            + clean(row.getString("error"))))
-        .apply("WriteDeadLetters", ParDo.of(new AppendLines(path)));
+    appendLines(
+        deadLetters,
+        "DeadLetters",
+        path,
+        row -> line(row.getString("element"), row.getString("stage"), row.getString("error")));
+  }
+
+  /** Formats each row as a line and appends it to the file, in steps named after {@code what}. */
+  private static void appendLines(
+      PCollection<Row> rows, String what, String path, SerializableFunction<Row, String> format) {
+    rows.apply("Format" + what, MapElements.into(TypeDescriptors.strings()).via(format))
+        .apply("Write" + what, ParDo.of(new AppendLines(path)));
+  }
+
+  /** The values as one line of tab-separated {@link #clean} fields. */
+  private static String line(Object... values) {
+    StringBuilder line = new StringBuilder();
+    for (Object value : values) {
+      if (line.length() > 0) {
+        line.append('\t');
+      }
+      line.append(clean(value));
+    }
+    return line.toString();
   }
 }

@@ -11,7 +11,6 @@ import org.apache.beam.sdk.coders.IterableCoder;
 import org.apache.beam.sdk.extensions.python.transforms.RunInference;
 import org.apache.beam.sdk.io.TextIO;
 import org.apache.beam.sdk.options.Description;
-import org.apache.beam.sdk.options.PipelineOptions;
 import org.apache.beam.sdk.options.PipelineOptionsFactory;
 import org.apache.beam.sdk.options.Validation;
 import org.apache.beam.sdk.schemas.Schema;
@@ -54,7 +53,7 @@ public final class StockBeamClassify {
   private StockBeamClassify() {}
 
   /** Options of the example. */
-  public interface Options extends PipelineOptions {
+  public interface Options extends ExampleOptions.Predictions, ExampleOptions.ModelFile {
     /**
      * The input file: one comma-separated row of numbers per line.
      *
@@ -70,38 +69,6 @@ public final class StockBeamClassify {
      * @param value the path
      */
     void setInput(String value);
-
-    /**
-     * The scikit-learn model file (pickle).
-     *
-     * @return the path
-     */
-    @Description("scikit-learn model file (pickle)")
-    @Validation.Required
-    String getModel();
-
-    /**
-     * Sets the model file.
-     *
-     * @param value the path
-     */
-    void setModel(String value);
-
-    /**
-     * Where predictions are appended: example, inference per line.
-     *
-     * @return the path
-     */
-    @Description("Predictions output file (appended)")
-    @Validation.Required
-    String getPredictions();
-
-    /**
-     * Sets the predictions file.
-     *
-     * @param value the path
-     */
-    void setPredictions(String value);
 
     /**
      * The expansion service, started with {@code --allow-inline-source}.
