@@ -161,10 +161,13 @@ def run_rollout(
         work: An empty folder for models and outputs.
         rows: Rows in the stream (one tick per TICK_SECONDS, `per_tick` rows each).
         canary_share: The share of rows a new version serves as canary.
-        min_predictions: The gate window: canary predictions (and as many labelled ones,
-            at most half of them) before a decision.
+        min_predictions: The gate window: canary predictions before a decision; half as
+            many (at least 20) of them, and of the stable model's, must meet their labels.
         per_tick: Rows per tick.
         labelled_share: The share of rows whose label arrives.
+
+    Returns:
+        The summary; its "error" names a rollout step that did not happen in time.
     """
     watched = os.path.join(work, "watched")
     os.makedirs(watched)
@@ -212,7 +215,9 @@ def run_rollout(
     return summarize(collected, events, log)
 
 
-def summarize(collected: Dict[str, list], events: Dict[str, Any], log: Milestones) -> Dict[str, Any]:
+def summarize(
+    collected: Dict[str, list], events: Dict[str, Any], log: Milestones
+) -> Dict[str, Any]:
     """The run's numbers: rows in and out, predictions per model and role, what was promoted
     and rolled back, rows the worse model answered before its rollback, each model's
     accuracy on the rows and the seconds from the worse model's start to its rollback."""
@@ -261,8 +266,9 @@ def main() -> int:
     logging.basicConfig(level=logging.ERROR)
     warnings.filterwarnings("ignore", module="apache_beam.transforms.util")  # batch sizing fits
     with tempfile.TemporaryDirectory(prefix="liveinference-rollout-") as work:
-        print(f"streaming {args.rows} rows ({DEMO_ROWS_PER_TICK / TICK_SECONDS:.0f} a second) on Prism; a new "
-              f"version serves {args.canary_share:g} of them as canary", flush=True)
+        rate = DEMO_ROWS_PER_TICK / TICK_SECONDS
+        print(f"streaming {args.rows} rows ({rate:.0f} a second) on Prism; a new version "
+              f"serves {args.canary_share:g} of them as canary", flush=True)
         summary = run_rollout(work, args.rows, args.canary_share, args.min_predictions,
                               per_tick=DEMO_ROWS_PER_TICK)
     print(f"v2 (wrong rule) rolled back after {summary['seconds_to_rollback']} s, having "

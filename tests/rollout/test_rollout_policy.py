@@ -97,8 +97,9 @@ def test_a_canary_without_enough_labels_after_max_seconds_is_rolled_back():
 
 
 @pytest.mark.parametrize(
-    "arguments", [{"min_predictions": 0}, {"min_labelled": 0}, {"max_error_rate": 1.5}, {"latency_quantile": 0},
-                  {"max_seconds": float("inf")}, {"min_agreement": -0.1}]
+    "arguments",
+    [{"min_predictions": 0}, {"min_labelled": 0}, {"max_error_rate": 1.5}, {"latency_quantile": 0},
+     {"max_seconds": float("inf")}, {"min_agreement": -0.1}],
 )
 def test_gates_out_of_range_are_refused_naming_the_gate(arguments):
     name = next(iter(arguments))

@@ -3,11 +3,12 @@
 Labels arrive later than predictions, on a PCollection of `(element_id, label)`. Predictions
 lose their input's event time on the way through RunInference (Beam's BatchElements stamps
 a batch at the end of its window), so `JoinLabels` joins on arrival: a label joins the
-prediction of its id when it arrives at most `window_seconds` after it (the label horizon;
-later labels are dropped). Both are stamped with the time they reach the join and grouped in
-sliding windows of twice the horizon, one horizon apart (a Beam CoGroupByKey); a pair is
-scored only in the window whose first half holds the earlier of the two, so each
-(prediction, label) pair is counted once. Per window and per candidate whose predictions met labels there, it emits the
+prediction of its id when it arrives at most `window_seconds` after it or before it (the
+label horizon; one up to twice that apart may join too, later ones are dropped). Both are
+stamped with the time they reach the join and grouped in sliding windows of twice the
+horizon, one horizon apart (a Beam CoGroupByKey); a pair is scored only in the window whose
+first half holds the earlier of the two, so each (prediction, label) pair is counted once.
+Per window and per candidate whose predictions met labels there, it emits the
 `(role, RoleStats(labelled, correct), inf)` items of the candidate and of the stable model:
 the statistics items the shared decision sums (`rollout.consensus`), so the policy's
 `max_accuracy_drop` gate compares both accuracies.
@@ -89,8 +90,8 @@ class JoinLabels(beam.PTransform):
         labels: A PCollection of `(element_id, label)`.
         element_id: `element_id(example) -> id`, the id a prediction's example is known by.
         window_seconds: The label horizon: a label joins its prediction when it arrives at
-            most this long after it (or before it); its statistics reach the decision about twice this
-            long after the prediction.
+            most this long after it or before it (up to twice that apart, it may); its
+            statistics reach the decision about twice this long after the prediction.
         correct: `correct(inference, label) -> bool`; defaults to equality.
 
     Returns:
