@@ -42,13 +42,17 @@ _COMMON: Dict[str, str] = {
     # The job server uploads its whole class path (~150 MB) with every job.
     "blob.service.cleanup.interval": "60",
     "jobmanager.memory.process.size": "1024m",
-    "taskmanager.memory.process.size": "1024m",
+    # With 1024m (about 350 MB of heap) a TaskManager running the Java pipeline's 13 tasks ran
+    # out of heap, stopped answering heartbeats, and the job failed over.
+    "taskmanager.memory.process.size": "1536m",
     "taskmanager.memory.managed.size": "32m",
-    "taskmanager.numberOfTaskSlots": "2",
     "parallelism.default": "2",
-    # A killed TaskManager is noticed within seconds, not the default 50 s.
+    # A killed TaskManager is noticed at once anyway (its RPC and data connections drop). With
+    # a 10 s timeout, TaskManagers stalled by garbage collection on this shared machine were
+    # declared dead: the job failed over and, without checkpoints, replayed its sources from
+    # the start, so every row came out twice. 60 s is Flink's default (50 s) and a margin.
     "heartbeat.interval": "2000",
-    "heartbeat.timeout": "10000",
+    "heartbeat.timeout": "60000",
     "restart-strategy.type": "fixed-delay",
     "restart-strategy.fixed-delay.attempts": "20",
     "restart-strategy.fixed-delay.delay": "2 s",
@@ -93,6 +97,7 @@ class ClusterLayout:
         rest_port, rpc_port, blob_port, metrics_port: the JobManager's ports.
         job_port, artifact_port, expansion_port: Beam's job server's ports.
         taskmanagers: one layout per TaskManager.
+        slots: task slots per TaskManager.
     """
 
     root: Path
@@ -104,6 +109,7 @@ class ClusterLayout:
     artifact_port: int
     expansion_port: int
     taskmanagers: List[TaskManagerLayout] = field(default_factory=list)
+    slots: int = 2
 
     @property
     def jobmanager_dir(self) -> Path:
@@ -116,26 +122,29 @@ class ClusterLayout:
         return self.root / "checkpoints"
 
 
-def plan(root: Path, taskmanagers: int = 2) -> ClusterLayout:
+def plan(root: Path, taskmanagers: int = 2, slots: int = 2) -> ClusterLayout:
     """Chooses free ports and directories for a cluster under `root`.
 
     Args:
         root: the cluster's directory; created by `write_flink_conf`.
         taskmanagers: how many TaskManagers (at least 1).
+        slots: task slots per TaskManager (one makes a job of parallelism N use N
+            TaskManagers, whatever the scheduler prefers).
 
     Returns:
         The layout, nothing started or written yet.
 
     Raises:
-        ValueError: fewer than one TaskManager.
+        ValueError: fewer than one TaskManager or slot.
     """
-    if taskmanagers < 1:
-        raise ValueError(f"a cluster needs at least one TaskManager, got {taskmanagers}")
+    if taskmanagers < 1 or slots < 1:
+        raise ValueError("a cluster needs at least one TaskManager with at least one slot, got "
+                         f"{taskmanagers} with {slots}")
     ports = iter(_distinct_ports(7 + 3 * taskmanagers))
     layout = ClusterLayout(
         root, rest_port=next(ports), rpc_port=next(ports), blob_port=next(ports),
         metrics_port=next(ports), job_port=next(ports), artifact_port=next(ports),
-        expansion_port=next(ports),
+        expansion_port=next(ports), slots=slots,
     )
     for number in range(1, taskmanagers + 1):
         name = f"tm-{number}"
@@ -161,6 +170,7 @@ def _jobmanager_conf(layout: ClusterLayout) -> Dict[str, str]:
         "rest.port": str(layout.rest_port),
         "blob.server.port": str(layout.blob_port),
         "metrics.internal.query-service.port": str(layout.metrics_port),
+        "taskmanager.numberOfTaskSlots": str(layout.slots),
         "io.tmp.dirs": str(layout.jobmanager_dir / "tmp"),
         "blob.storage.directory": str(layout.jobmanager_dir / "blobs"),
         "web.tmpdir": str(layout.jobmanager_dir / "tmp"),

@@ -39,16 +39,8 @@ from examples.xlang_runtime import ROOT
 from liveinference_expansion.boot import write_boot_command
 
 __all__ = [
-    "cancel_jobs",
-    "job_ids",
-    "kill_taskmanager",
-    "latest_checkpoint",
-    "main",
-    "registered_taskmanagers",
-    "restart_taskmanager",
-    "start",
-    "status",
-    "stop",
+    "cancel_jobs", "failovers", "job_ids", "kill_taskmanager", "latest_checkpoint", "main",
+    "registered_taskmanagers", "restart_taskmanager", "start", "status", "stop",
 ]
 
 _LOGGER = logging.getLogger(__name__)
@@ -121,6 +113,22 @@ def cancel_jobs(rest_port: int, jids: Iterable[str], timeout: float = 60) -> Non
                                    "cancelled; see the JobManager's log")
             time.sleep(0.5)
         _LOGGER.info("cancelled Flink job %s", jid)
+
+
+def failovers(rest_port: int, jids: Iterable[str]) -> List[str]:
+    """Why the jobs `jids` failed or restarted: one line per entry of Flink's exception history.
+
+    Returns:
+        "<job> <task> on <TaskManager>: <first line of the exception>" lines; empty if none.
+    """
+    lines = []
+    for jid in jids:
+        history = _rest(rest_port, f"/jobs/{jid}/exceptions").get("exceptionHistory") or {}
+        for entry in history.get("entries", []):
+            first = (entry.get("stacktrace") or "").strip().splitlines()[:1] or ["?"]
+            lines.append(f"{jid} {entry.get('taskName')} on {entry.get('taskManagerId')}: "
+                         f"{first[0]}")
+    return lines
 
 
 def _listening(port: int) -> bool:
@@ -216,12 +224,14 @@ def _wait_until_up(state: ClusterState, expected: int, timeout: float) -> None:
     )
 
 
-def start(root: Path = DEFAULT_ROOT, taskmanagers: int = 2, timeout: float = 180) -> ClusterState:
+def start(root: Path = DEFAULT_ROOT, taskmanagers: int = 2, timeout: float = 180,
+          slots: int = 2) -> ClusterState:
     """Starts a cluster under `root`, or returns the one already running there.
 
     Args:
         root: the cluster's directory (state file, configuration, logs, temp files).
         taskmanagers: how many TaskManagers.
+        slots: task slots per TaskManager.
         timeout: seconds to wait for every TaskManager to register and the job server.
 
     Returns:
@@ -242,7 +252,7 @@ def start(root: Path = DEFAULT_ROOT, taskmanagers: int = 2, timeout: float = 180
         stop(root)
     began = time.monotonic()
     root.mkdir(parents=True, exist_ok=True)
-    layout = config.plan(root, taskmanagers)
+    layout = config.plan(root, taskmanagers, slots)
     confs = config.write_flink_conf(layout)
     cluster_id = uuid.uuid4().hex[:12]
     ports = {name: value for name, value in vars(layout).items() if name.endswith("_port")}

@@ -46,6 +46,17 @@ def test_each_taskmanager_gets_its_own_ports_directories_and_id(tmp_path):
 def test_no_taskmanager_is_refused_and_none_is_empty():
     with pytest.raises(ValueError, match="at least one TaskManager"):
         config.plan(Path("/nonexistent"), taskmanagers=0)
+    with pytest.raises(ValueError, match="at least one slot"):
+        config.plan(Path("/nonexistent"), slots=0)
+
+
+def test_slots_as_asked_and_a_heartbeat_timeout_a_stalled_machine_survives(tmp_path):
+    # A 10 s timeout dropped live TaskManagers when this machine stalled; the job failed
+    # over and, without checkpoints, its sources started again (rows came out twice).
+    confs = config.write_flink_conf(config.plan(tmp_path, taskmanagers=2, slots=1))
+    for settings in map(_settings, confs.values()):
+        assert settings["taskmanager.numberOfTaskSlots"] == "1"
+        assert int(settings["heartbeat.timeout"]) >= 50_000
 
 
 def _outside_address() -> str:
