@@ -16,6 +16,7 @@ walk every object torch's import made.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import gc
 import logging
@@ -66,9 +67,10 @@ def freeze_long_lived_objects() -> bool:
     Collects first, so no garbage is kept, then calls `gc.freeze()`: the objects alive now
     (imported modules, the worker's state) are left out of later collections. They are
     still freed as usual when their last reference goes; only reference cycles among them
-    stay, which a long-lived worker's modules do anyway. `gc.unfreeze()` undoes it. The
-    PyTorch handlers call this before their first model load, so the model itself stays
-    in the collector's generations and a refreshed-away model is freed.
+    stay until exit, when they go back to the collector (as a long-lived worker's modules
+    would stay anyway). `gc.unfreeze()` undoes it earlier. The PyTorch handlers call this
+    before their first model load, so the model itself stays in the collector's
+    generations and a refreshed-away model is freed.
 
     Returns:
         True if this call froze them, False if an earlier call in this process had.
@@ -80,6 +82,9 @@ def freeze_long_lived_objects() -> bool:
         _frozen = True
         gc.collect()
         gc.freeze()
+        # At exit the objects go back to the collector, so the interpreter's last
+        # collections free them (extension modules check for leaks then).
+        atexit.register(gc.unfreeze)
     _LOG.info(
         "moved %d long-lived objects out of the garbage collector's generations "
         "(gc.freeze(), once per process, at the first PyTorch model load)",
