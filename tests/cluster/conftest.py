@@ -39,3 +39,20 @@ def flink_cluster() -> Iterator[ClusterState]:
         yield state
     finally:
         flink.stop(DEFAULT_ROOT)
+
+
+@pytest.fixture(scope="module")
+def fresh_flink_cluster() -> Iterator[ClusterState]:
+    """A cluster of its own (another root), started for one module and stopped after it.
+
+    For the Java job: the TaskManagers' heap grows with the jobs they have run, and on a
+    cluster that had run others its TaskManagers ran out of heap or stalled in garbage
+    collection, missed heartbeats, and the job failed over.
+    """
+    _require_flink()
+    root = DEFAULT_ROOT.with_name(DEFAULT_ROOT.name + "-fresh")
+    state = flink.start(root)
+    try:
+        yield state
+    finally:
+        flink.stop(root)
