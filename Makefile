@@ -17,7 +17,7 @@ ALL_EXTRAS := all,test
 export PATH := $(VENV)/bin:$(PATH)
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: venv demo-venv latest-venv test test-beam-latest demo bench clean-venv
+.PHONY: venv demo-venv latest-venv test test-beam-latest demo demo-rollout bench clean-venv
 
 # $(call make_venv,DIR,EXTRAS[,CONSTRAINTS[,MORE PACKAGES]]): a venv with liveinference[EXTRAS].
 define make_venv
@@ -66,7 +66,8 @@ test: venv java-build prism flink-jobserver docker-image latest-venv
 
 # Tests that need PyTorch, TensorFlow, Hugging Face, Java or the Flink cluster, and the benchmarks'
 # smoke tests (matplotlib), stay on the first leg.
-LATEST_TESTS := $(filter-out tests/test_examples_and_benchmarks.py tests/test_batched_benchmark.py,\
+LATEST_TESTS := $(filter-out tests/test_examples_and_benchmarks.py tests/test_batched_benchmark.py \
+    tests/test_rollout_demo_and_benchmark.py,\
     $(wildcard tests/test_*.py)) \
   tests/refresh --ignore=tests/refresh/test_frameworks_refresh.py \
   tests/frameworks/test_base.py \
@@ -77,6 +78,10 @@ LATEST_TESTS := $(filter-out tests/test_examples_and_benchmarks.py tests/test_ba
   tests/xlang/test_crossing_batches.py tests/xlang/test_warm_workers.py
 test-beam-latest: latest-venv prism
 	LIVEINFERENCE_BEAM_LEG=latest "$(LATEST_VENV)/bin/python" -m pytest -q -p no:cacheprovider $(LATEST_TESTS)
+
+# The rollout demo (canary rolled back by late labels, then a better model promoted) runs on Prism.
+demo-rollout: venv prism
+	"$(PY)" examples/rollout.py
 
 # The demo needs scikit-learn only: a light venv, built in about a minute on a new machine.
 demo: demo-venv
