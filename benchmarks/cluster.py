@@ -8,12 +8,13 @@ started, or starts one (and stops it at the end), then runs the two scenarios of
   directory; a corrupt v3, then v4 follow. Figures for v2.
 - restart: checkpointing on; v3 takes 5 s to load and TaskManager tm-2 is SIGKILLed while its
   worker loads it, then started again; Flink restarts the job. Figures for v3.
-- throughput: a batch job scoring random rows (`cluster.throughput`) on this cluster with
-  parallelism 2, and on a second cluster with one TaskManager, parallelism 1.
+- throughput: a batch job scoring random rows (`cluster.throughput`), 3 runs each on a
+  cluster of one and of two TaskManagers with one slot each (parallelism = TaskManagers).
 
 Writes benchmarks/results/cluster.json (top level: taskmanagers, workers, rows_in, rows_out,
 dead_letters, lost, duplicates, skew_seconds, refresh_latency_seconds per worker,
-`restart` with the same keys, and `throughput` by number of TaskManagers) and cluster.png
+`restart` with the same keys, and `throughput` by number of TaskManagers: median, min and
+max rows/s and each run) and cluster.png
 (which worker served which version over time).
 """
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -40,6 +42,7 @@ _LOGGER = logging.getLogger("benchmarks.cluster")
 POLL_SECONDS = 0.5
 SLOW_LOAD_SECONDS = 5.0
 THROUGHPUT_ROWS = 200_000
+RUNS = 3
 
 
 def figures(run: Run, version: int) -> Dict:
@@ -112,14 +115,24 @@ def plot(runs: Dict[str, Run], path: Path) -> None:
     figure.savefig(path, dpi=110)
 
 
-def one_taskmanager_rate(scratch: Path) -> Dict:
-    """Starts a cluster with one TaskManager beside the other, measures, stops it."""
-    root = DEFAULT_ROOT.with_name(DEFAULT_ROOT.name + "-1tm")
-    state = flink.start(root, taskmanagers=1)
+def throughput_runs(taskmanagers: int, scratch: Path) -> Dict:
+    """Starts a cluster of `taskmanagers` with one slot each, measures RUNS times, stops it.
+
+    One slot per TaskManager, parallelism = TaskManagers: each TaskManager runs one task, so
+    the figure for two is two TaskManagers' work (with two slots each, Flink put both tasks
+    of this batch job on one TaskManager).
+    """
+    root = DEFAULT_ROOT.with_name(f"{DEFAULT_ROOT.name}-{taskmanagers}tm-1slot")
+    state = flink.start(root, taskmanagers=taskmanagers, slots=1)
     try:
-        return measure(state, scratch / "throughput-1", THROUGHPUT_ROWS, parallelism=1)
+        runs = [measure(state, scratch / f"throughput-{taskmanagers}-{n}", THROUGHPUT_ROWS,
+                        parallelism=taskmanagers) for n in range(RUNS)]
     finally:
         flink.stop(root)
+    rates = [run["rows_per_second"] for run in runs]
+    return {"rows_per_second": {"median": statistics.median(rates), "min": min(rates),
+                                "max": max(rates)},
+            "slots_per_taskmanager": 1, "parallelism": taskmanagers, "runs": runs}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -136,11 +149,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         with tempfile.TemporaryDirectory(prefix="bench-cluster-") as scratch:
             normal = refresh_scenario(state, Path(scratch) / "refresh")
             fault = fault_scenario(state, Path(scratch) / "restart", SLOW_LOAD_SECONDS)
-            two = measure(state, Path(scratch) / "throughput-2", THROUGHPUT_ROWS, parallelism=2)
             if started:
                 flink.stop(DEFAULT_ROOT)
                 started = False
-            throughput = {"1": one_taskmanager_rate(Path(scratch)), "2": two}
+            throughput = {str(n): throughput_runs(n, Path(scratch)) for n in (1, 2)}
             result = {
                 **figures(normal, 2),
                 "poll_seconds": POLL_SECONDS,
@@ -148,7 +160,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 "skew_target_seconds": POLL_SECONDS,
                 "cluster_start_seconds": state.started_seconds,
                 "restart": {**restart_figures(fault), "load_seconds": SLOW_LOAD_SECONDS},
-                # Batch job, scikit-learn; key: TaskManagers (= parallelism, one task each).
+                # Batch job, scikit-learn; key: TaskManagers (= parallelism, one slot each).
                 "throughput": throughput,
             }
             args.results.mkdir(parents=True, exist_ok=True)
