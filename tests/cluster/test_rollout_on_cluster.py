@@ -111,6 +111,16 @@ def up_to(out: Path, rows_in: int) -> Tuple[List[dict], List[dict]]:
     return predictions, dead
 
 
+def roles_by_worker(out: Path) -> Dict[Tuple[str, int], List[Tuple[str, str]]]:
+    """Each worker's runs of (role, model_id), in the order it made its predictions."""
+    runs: Dict[Tuple[str, int], List[Tuple[str, str]]] = {}
+    for r in sorted(read_records(str(out / "predictions")), key=lambda r: r["time"]):
+        served = runs.setdefault((r["taskmanager"], r["pid"]), [])
+        if not served or served[-1] != (r["role"], r["model_id"]):
+            served.append((r["role"], r["model_id"]))
+    return runs
+
+
 def test_both_taskmanagers_follow_one_decision_rollback_then_promote(
     flink_cluster, object_store, tmp_path, pickled_by_value
 ):
@@ -152,5 +162,9 @@ def test_both_taskmanagers_follow_one_decision_rollback_then_promote(
     served = {(r["role"], r["model_id"]) for r in read_records(str(out / "predictions"))}
     assert served == {(STABLE, v1), (CANARY, good), (STABLE, good)}, served
     assert serving_on(out, good, CANARY) == taskmanagers, "both served the canary share"
+    for worker, runs in roles_by_worker(out).items():
+        promoted = runs.index((STABLE, good))
+        assert set(runs[:promoted]) <= {(STABLE, v1), (CANARY, good)}, (worker, runs)
+        assert runs[promoted:] == [(STABLE, good)], f"{worker} went back after the promotion"
     decisions = [key for key in place.keys("channel") if "rollout" in key]
     assert len(decisions) >= 2, f"a rollback and a promotion on the S3 channel: {decisions}"
