@@ -21,6 +21,8 @@ import socket
 import subprocess
 import sys
 import time
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Tuple
 
@@ -225,16 +227,22 @@ def missing_pieces(*need: str) -> List[str]:
 
 
 def _current_jar() -> Optional[Path]:
-    """The Maven jar when it holds the newest compiled classes, else None.
+    """The Maven jar when it holds exactly the compiled classes, else None.
 
-    `mvn test` recompiles target/classes without repackaging the jar; then the folder is
-    the truth, and a folder cannot go into a class-data archive.
+    `mvn test` recompiles target/classes without repackaging the jar; the jar still counts
+    when every class file in the folder is in it with the same bytes (javac writes the same
+    bytes for the same sources), so a recompile alone does not unpack it. When a class
+    differs, the folder is the truth, and a folder cannot go into a class-data archive.
     """
     if not JAVA_JAR.exists():
         return None
-    built = JAVA_JAR.stat().st_mtime
-    newest = max((path.stat().st_mtime for path in JAVA_CLASSES.rglob("*.class")), default=0.0)
-    return JAVA_JAR if built >= newest else None
+    with zipfile.ZipFile(JAVA_JAR) as jar:
+        packed = {info.filename: info.CRC for info in jar.infolist()}
+    for path in JAVA_CLASSES.rglob("*.class"):
+        name = path.relative_to(JAVA_CLASSES).as_posix()
+        if packed.get(name) != zlib.crc32(path.read_bytes()):
+            return None
+    return JAVA_JAR
 
 
 def class_archive() -> Optional[Path]:
@@ -243,7 +251,7 @@ def class_archive() -> Optional[Path]:
     The archive holds the classes a Java job loads, already parsed and verified, so a JVM
     that maps it starts faster. Its name is a digest of the class path and the jar's size
     and time, so a rebuild or a new dependency gets a new archive (the JVM refuses one made
-    for other jars). None when the jar is older than the compiled classes (see
+    for other jars). None when the jar does not hold the compiled classes (see
     `_current_jar`). `record_class_archive` makes it; `java_command` uses it once it exists.
     """
     jar = _current_jar()
@@ -287,11 +295,11 @@ def record_class_archive(main_class: str, *args: str, log: Path,
         earlier builds are deleted then (about 50 MB each).
 
     Raises:
-        RuntimeError: The jar is older than the compiled classes (`make java-build` packs it).
+        RuntimeError: The jar does not hold the compiled classes (`make java-build` packs them).
     """
     archive = class_archive()
     if archive is None:
-        raise RuntimeError(f"{JAVA_JAR} is missing or older than {JAVA_CLASSES}: run "
+        raise RuntimeError(f"{JAVA_JAR} is missing or differs from {JAVA_CLASSES}: run "
                            "`make java-build` so the classes are packed into the jar")
     partial = archive.with_name(f"{archive.name}.{os.getpid()}.partial")
     status, tail = run_logged(_java(main_class, [f"-XX:ArchiveClassesAtExit={partial}"], args),

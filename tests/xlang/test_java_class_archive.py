@@ -36,7 +36,7 @@ def test_a_recorded_archive_is_mapped_by_later_java_commands(service, models, pr
     (tmp_path / "cache").mkdir()
     archive = xlang_runtime.class_archive()
     if archive is None:
-        pytest.skip(reason=f"{xlang_runtime.JAVA_JAR} is older than the compiled classes: "
+        pytest.skip(reason=f"{xlang_runtime.JAVA_JAR} does not hold the compiled classes: "
                            "run `make java-build`")
     rows = tmp_path / "rows.csv"
     rows.write_text("\n".join(csv(models["x"][:20])) + "\n")
