@@ -64,12 +64,13 @@ test: venv java-build prism flink-jobserver docker-image latest-venv
 	"$(PY)" -m pytest -q -p no:cacheprovider
 	$(MAKE) --no-print-directory test-beam-latest
 
-# Tests that need PyTorch, TensorFlow, Hugging Face, Java or the Flink cluster, and the benchmarks'
+# Tests that need PyTorch, TensorFlow, Hugging Face, Java or Flink (its job server is Beam 2.62's), and the benchmarks'
 # smoke tests (matplotlib), stay on the first leg.
 LATEST_TESTS := $(filter-out tests/test_examples_and_benchmarks.py tests/test_batched_benchmark.py \
     tests/test_rollout_demo_and_benchmark.py,\
     $(wildcard tests/test_*.py)) \
   tests/refresh --ignore=tests/refresh/test_frameworks_refresh.py \
+  --ignore=tests/refresh/test_rollout_flink.py \
   tests/frameworks/test_base.py \
   tests/frameworks/test_sklearn.py tests/frameworks/test_onnx.py tests/frameworks/test_xgboost.py \
   tests/frameworks/test_batching_arguments.py $(wildcard tests/frameworks/test_remote*.py) \
