@@ -11,11 +11,14 @@ started, or starts one (and stops it at the end), then runs the two scenarios of
 - throughput: a batch job scoring random rows (`cluster.throughput`), 3 runs each on a
   cluster of one and of two TaskManagers with one slot each (parallelism = TaskManagers).
 
-Writes benchmarks/results/cluster.json (top level: taskmanagers, workers, rows_in, rows_out,
-dead_letters, lost, duplicates, skew_seconds, refresh_latency_seconds per worker,
-`restart` with the same keys, and `throughput` by number of TaskManagers: median, min and
-max rows/s and each run) and cluster.png
-(which worker served which version over time).
+Refresh and restart run `--repeats` times each (default 3). Writes
+benchmarks/results/cluster.json (top level: taskmanagers, workers, rows_in, rows_out,
+dead_letters, lost, duplicates, skew_seconds, refresh_latency_seconds per TaskManager's
+worker, each the median over the runs with `<key>_spread` (min and max) beside it, `runs`
+with each run's figures, `restart` with the same keys, and `throughput` by number of
+TaskManagers: median, min and max rows/s and each run) and cluster.png (which worker served
+which version over time, in the last run of each scenario). `--keep-throughput` copies the
+throughput figures of the existing cluster.json instead of measuring them again.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import statistics
 import sys
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "python")]
@@ -80,6 +83,64 @@ def restart_figures(run: Run, victim: str = "tm-2") -> Dict:
         "predictions_by_the_first_model_after_restart": sum(
             served[worker].count(1) for worker in restarted),
     })
+    return result
+
+
+def by_taskmanager(latency: Dict[str, float]) -> Dict[str, float]:
+    """One run's refresh latencies keyed by TaskManager: its slowest worker's latency.
+
+    Worker pids differ between runs, TaskManager names do not, so runs are compared by
+    TaskManager (one worker each in these scenarios).
+    """
+    slowest: Dict[str, float] = {}
+    for worker, seconds in latency.items():
+        taskmanager = worker.split("/", 1)[0]
+        slowest[taskmanager] = max(seconds, slowest.get(taskmanager, seconds))
+    return slowest
+
+
+def spread(values: Sequence[float]) -> Dict[str, float]:
+    """The min and max of `values`."""
+    return {"min": min(values), "max": max(values)}
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def summarise(runs: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    """The median of each number over `runs`, its `<key>_spread`, and `runs` itself.
+
+    Args:
+        runs: the figures of each run of one scenario (`figures` or `restart_figures`).
+
+    Returns:
+        Each numeric key's median (None where a run had no value) with `<key>_spread`
+        (min, max); `refresh_latency_seconds` per TaskManager (the median over the runs)
+        with `refresh_latency_seconds_spread`; `runs`: the runs as given.
+
+    Raises:
+        ValueError: if `runs` is empty.
+    """
+    if not runs:
+        raise ValueError("no run to summarise: run the scenario at least once (--repeats >= 1)")
+    result: Dict[str, Any] = {}
+    for key in runs[0]:
+        values = [run[key] for run in runs]
+        if all(v is None or _number(v) for v in values) and any(_number(v) for v in values):
+            if any(v is None for v in values):
+                result[key], result[f"{key}_spread"] = None, None
+            else:
+                result[key], result[f"{key}_spread"] = statistics.median(values), spread(values)
+    latencies = [by_taskmanager(run["refresh_latency_seconds"]) for run in runs]
+    taskmanagers = sorted({tm for latency in latencies for tm in latency})
+    result["refresh_latency_seconds"] = {
+        tm: statistics.median([latency[tm] for latency in latencies if tm in latency])
+        for tm in taskmanagers}
+    result["refresh_latency_seconds_spread"] = {
+        tm: spread([latency[tm] for latency in latencies if tm in latency])
+        for tm in taskmanagers}
+    result["runs"] = list(runs)
     return result
 
 
@@ -139,7 +200,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Runs both scenarios and writes the JSON and the plot; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--repeats", type=int, default=RUNS,
+                        help="runs of the refresh and of the restart scenario (default 3)")
+    parser.add_argument("--keep-throughput", action="store_true",
+                        help="copy throughput from the existing cluster.json, do not measure")
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    kept = None
+    if args.keep_throughput:
+        existing = args.results / "cluster.json"
+        if not existing.exists():
+            parser.error(f"--keep-throughput: {existing} does not exist; run without it")
+        kept = json.loads(existing.read_text())["throughput"]
+        kept["kept_from_an_earlier_run"] = True
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     running = ClusterState.load(DEFAULT_ROOT)
     started = running is None or not all(record.running() for record in running.processes)
@@ -147,26 +221,33 @@ def main(argv: Optional[List[str]] = None) -> int:
     assert state is not None
     try:
         with tempfile.TemporaryDirectory(prefix="bench-cluster-") as scratch:
-            normal = refresh_scenario(state, Path(scratch) / "refresh")
-            fault = fault_scenario(state, Path(scratch) / "restart", SLOW_LOAD_SECONDS)
+            normals, faults = [], []
+            for n in range(args.repeats):
+                _LOGGER.info("run %d of %d: refresh, then restart", n + 1, args.repeats)
+                normals.append(refresh_scenario(state, Path(scratch) / f"refresh-{n}"))
+                faults.append(fault_scenario(state, Path(scratch) / f"restart-{n}",
+                                             SLOW_LOAD_SECONDS))
             if started:
                 flink.stop(DEFAULT_ROOT)
                 started = False
-            throughput = {str(n): throughput_runs(n, Path(scratch)) for n in (1, 2)}
+            throughput = kept or {str(n): throughput_runs(n, Path(scratch)) for n in (1, 2)}
             result = {
-                **figures(normal, 2),
+                **summarise([figures(run, 2) for run in normals]),
                 "poll_seconds": POLL_SECONDS,
                 # The issue's target: one poll interval + one load time (v2 loads in ms).
                 "skew_target_seconds": POLL_SECONDS,
                 "cluster_start_seconds": state.started_seconds,
-                "restart": {**restart_figures(fault), "load_seconds": SLOW_LOAD_SECONDS},
+                "restart": {**summarise([restart_figures(run) for run in faults]),
+                            "load_seconds": SLOW_LOAD_SECONDS},
                 # Batch job, scikit-learn; key: TaskManagers (= parallelism, one slot each).
                 "throughput": throughput,
             }
             args.results.mkdir(parents=True, exist_ok=True)
             (args.results / "cluster.json").write_text(json.dumps(result, indent=2) + "\n")
-            plot({"refresh: v1 -> v2 -> corrupt v3 -> v4, two TaskManagers": normal,
-                  "restart: tm-2 killed while v3 (5 s load) loads": fault},
+            last = f"run {args.repeats} of {args.repeats}"
+            plot({f"refresh: v1 -> v2 -> corrupt v3 -> v4, two TaskManagers ({last})":
+                  normals[-1],
+                  f"restart: tm-2 killed while v3 (5 s load) loads ({last})": faults[-1]},
                  args.results / "cluster.png")
     finally:
         if started:
