@@ -126,6 +126,17 @@ def cluster_options(state: ClusterState, parallelism: int = 2, flags: Sequence[s
     )
 
 
+def stream_rows(pipeline: beam.Pipeline, spec: StreamSpec) -> beam.PCollection:
+    """The stream's numbered feature rows (`RowOf`), reshuffled so that every worker gets some."""
+    return (
+        pipeline
+        | PeriodicImpulse(start_timestamp=spec.start, stop_timestamp=spec.stop,
+                          fire_interval=spec.interval)
+        | beam.ParDo(RowOf(spec.start, spec.interval))
+        | beam.Reshuffle()
+    )
+
+
 def refresh_pipeline(pipeline: beam.Pipeline, spec: StreamSpec, place: Place, out_dir: str,
                      mode: str = "watch", poll_seconds: float = 0.5) -> None:
     """Builds the stream -> RunInference -> records pipeline on `pipeline`.
@@ -144,13 +155,7 @@ def refresh_pipeline(pipeline: beam.Pipeline, spec: StreamSpec, place: Place, ou
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    rows = (
-        pipeline
-        | PeriodicImpulse(start_timestamp=spec.start, stop_timestamp=spec.stop,
-                          fire_interval=spec.interval)
-        | beam.ParDo(RowOf(spec.start, spec.interval))
-        | beam.Reshuffle()
-    )
+    rows = stream_rows(pipeline, spec)
     handler = SklearnModelHandlerNumpy(place.uri("v1.pkl"))
     if mode == "watch":
         inference = RunInference(handler, watch_model_pattern=place.pattern,

@@ -24,14 +24,13 @@ import apache_beam as beam
 import cloudpickle
 import numpy
 import pytest
-from apache_beam.transforms.periodicsequence import PeriodicImpulse
 
 from cluster import flink
 from cluster.analysis import row_counts
 from cluster.models import constant_classifier
 from cluster.objectstore import ObjectStore
 from cluster.observe import Observe, WriteRecords, read_records, where
-from cluster.pipelines import RowOf, StreamSpec, cluster_options
+from cluster.pipelines import StreamSpec, cluster_options, stream_rows
 from cluster.places import S3Place
 from cluster.scenarios import wait_for
 from liveinference import RunInference
@@ -75,13 +74,7 @@ def prediction_record(result: Any) -> Dict[str, Any]:
 
 def build(pipeline: beam.Pipeline, spec: StreamSpec, place: S3Place, out: Path) -> None:
     """Rows -> Reshuffle -> RunInference with a shared rollout decision -> records."""
-    rows = (
-        pipeline
-        | PeriodicImpulse(start_timestamp=spec.start, stop_timestamp=spec.stop,
-                          fire_interval=spec.interval)
-        | beam.ParDo(RowOf(spec.start, spec.interval))
-        | beam.Reshuffle()
-    )
+    rows = stream_rows(pipeline, spec)
     handler = SklearnModelHandlerNumpy(place.uri("v1.pkl"), max_batch_size=4)
     results, dead = rows | RunInference(
         handler, watch_model_pattern=place.pattern, interval=0.5, refresh_channel=place.channel

@@ -14,24 +14,16 @@ import pickle
 from typing import Iterator
 
 import pytest
-from liveinference import RunInference
 from liveinference.frameworks.sklearn import SklearnModelHandlerNumpy
-from liveinference.rollout.policy import RolloutGates
 from liveinference.rollout.roles import CANARY, STABLE, role_of
 from liveinference.testing import when
 
 from examples import xlang_runtime
 from refresh_models import write_model
-from streams import by_time, stream
+from rollout_scenario import Broken, shared_decision_rollout
+from streams import by_time
 
 pytestmark = pytest.mark.slow
-
-
-class Broken:
-    """A model that loads fine and fails on every prediction."""
-
-    def predict(self, examples):
-        raise ValueError("this model is broken")
 
 
 @pytest.fixture(scope="module")
@@ -61,13 +53,7 @@ def test_on_flink_one_decision_rolls_back_a_failing_canary_then_promotes_a_good_
     rows = 800
 
     def build(p):
-        stream_rows, _ = stream(p, rows=rows)
-        results, dlq = stream_rows | RunInference(
-            handler, watch_model_pattern=str(watched / "*.pkl"), interval=0.1
-        ).with_rollout(
-            0.5, gates=RolloutGates(min_predictions=12), decide_every=2
-        ).with_exception_handling()
-        return {"results": results, "inferences": dlq.failed_inferences, "loads": dlq.failed_model_loads}
+        return shared_decision_rollout(p, handler, str(watched / "*.pkl"), rows)
 
     out = run_pipeline(
         build, runner="PortableRunner", job_endpoint=flink_endpoint,

@@ -18,14 +18,8 @@ from liveinference.rollout.roles import CANARY, STABLE, role_of
 from liveinference.testing import when
 
 from refresh_models import write_model
+from rollout_scenario import Broken, shared_decision_rollout
 from streams import seen, stream
-
-
-class Broken:
-    """A model that loads fine and fails on every prediction."""
-
-    def predict(self, examples):
-        raise ValueError("this model is broken")
 
 
 def test_a_failing_canary_is_rolled_back_then_a_good_one_promoted_and_nothing_is_lost(
@@ -88,13 +82,7 @@ def test_one_decision_for_all_workers_rolls_back_a_failing_canary(
     rows = 400
 
     def build(p):
-        stream_rows, _ = stream(p, rows=rows)
-        results, dlq = stream_rows | RunInference(
-            handler, watch_model_pattern=str(watched / "*.pkl"), interval=0.1
-        ).with_rollout(
-            0.5, gates=RolloutGates(min_predictions=12), decide_every=2
-        ).with_exception_handling()
-        return {"results": results, "inferences": dlq.failed_inferences, "loads": dlq.failed_model_loads}
+        return shared_decision_rollout(p, handler, str(watched / "*.pkl"), rows)
 
     out = run_pipeline(build, **options)
     steps.join(timeout=5)
