@@ -114,7 +114,7 @@ GO := $(or $(shell command -v go 2>/dev/null),/usr/local/go/bin/go)
 # Under `make test`, a missing cross-language piece fails its tests instead of skipping them.
 export LIVEINFERENCE_REQUIRE_XLANG := 1
 
-.PHONY: java-deps java-build prism flink-jobserver docker-image serve java-demo bench-xlang
+.PHONY: java-deps java-build prism flink-jobserver docker-image serve java-demo bench-xlang java-cds
 
 java-deps: $(JAVA_CLASSPATH)
 java-build: $(JAVA_JAR) $(JAVA_CLASSPATH)
@@ -149,6 +149,11 @@ java-demo: venv java-build prism
 
 bench-xlang: venv java-build prism flink-jobserver
 	"$(PY)" benchmarks/xlang.py
+
+# Records the JVM class-data archive of the current Java build (Java jobs started by
+# examples/xlang_runtime.py map it; the first benchmark job records it when missing).
+java-cds: venv java-build prism
+	"$(PY)" examples/java_demo.py --record-class-archive
 
 # --- A Flink 1.19 session cluster on this machine: a JobManager, two TaskManagers, Beam's job server;
 # state, ports and logs in ~/.cache/liveinference/flink-cluster/ (`$(PY) -m cluster.flink status`).
