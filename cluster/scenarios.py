@@ -30,6 +30,7 @@ from cluster.observe import read_records
 from cluster.pipelines import StreamSpec, cluster_options, refresh_pipeline
 from cluster.places import LocalPlace, Place
 from cluster.state import ClusterState
+from liveinference.testing import wait_until
 
 __all__ = ["CHECKPOINT_FLAGS", "Run", "StreamRun", "fault_scenario", "refresh_scenario",
            "restarted_workers", "wait_for"]
@@ -46,20 +47,14 @@ CHECKPOINT_FLAGS = ("--checkpointing_interval=1000", "--finish_bundle_before_che
 _TERMINAL = (PipelineState.DONE, PipelineState.FAILED, PipelineState.CANCELLED)
 
 
-def wait_for(condition: Callable[[], Any], timeout: float, what: str, every: float = 0.5) -> Any:
-    """Checks `condition` every `every` seconds until it returns a true value; returns it.
+def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    """`liveinference.testing.wait_until` checking twice a second (conditions here read records
+    from files and Flink's REST API); returns the condition's true value.
 
     Raises:
         TimeoutError: naming `what`, if it does not hold within `timeout` seconds.
     """
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"waited {timeout:.0f}s for {what}; it never happened")
-        time.sleep(every)
+    return wait_until(condition, timeout, what, every=0.5)
 
 
 @dataclass

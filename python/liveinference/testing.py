@@ -331,9 +331,11 @@ def query_metrics(result: Any, namespace: str) -> Tuple[Dict[str, int], Dict[str
 
 
 def wait_until(
-    condition: Callable[[], Any], timeout: float = 60.0, what: str = "the condition"
+    condition: Callable[[], Any], timeout: float = 60.0, what: str = "the condition",
+    every: float = 0.02,
 ) -> Any:
-    """Calls `condition` (50 times a second) until it returns a true value; returns that.
+    """Calls `condition` every `every` seconds (50 times a second by default) until it returns
+    a true value; returns that.
 
     Raises:
         TimeoutError: naming `what`, if it does not hold within `timeout` seconds.
@@ -345,7 +347,7 @@ def wait_until(
             return value
         if time.monotonic() >= deadline:
             raise TimeoutError(f"waited {timeout}s for {what}; it never held")
-        time.sleep(0.02)
+        time.sleep(every)
 
 
 @dataclasses.dataclass
