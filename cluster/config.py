@@ -7,10 +7,11 @@ blob store and ports, so that two TaskManagers on one machine share nothing loca
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List
+
+from examples.xlang_runtime import free_port
 
 __all__ = [
     "TASKMANAGER_ENV",
@@ -57,13 +58,6 @@ _COMMON: Dict[str, str] = {
     "restart-strategy.fixed-delay.attempts": "20",
     "restart-strategy.fixed-delay.delay": "2 s",
 }
-
-
-def free_port() -> int:
-    """Returns a TCP port that was free on loopback a moment ago."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 from typing import List, Tuple
 
-from examples.xlang_runtime import FLINK_CLASSPATH
+from examples.xlang_runtime import ADD_OPENS, FLINK_CLASSPATH
 
 __all__ = [
     "ADD_OPENS",
@@ -28,17 +28,6 @@ TASKMANAGER_MAIN = "org.apache.flink.runtime.taskexecutor.TaskManagerRunner"
 JOB_SERVER_MAIN = "org.apache.beam.runners.flink.FlinkJobServerDriver"
 _BASH_JAVA_UTILS = "org.apache.flink.runtime.util.bash.BashJavaUtils"
 _RESULT_PREFIX = "BASH_JAVA_UTILS_EXEC_RESULT:"
-
-# Flink 1.19 on Java 17 needs these (Flink's own start scripts pass the same), or jobs fail
-# with InaccessibleObjectException.
-ADD_OPENS = [
-    f"--add-opens=java.base/{package}=ALL-UNNAMED"
-    for package in (
-        "java.util", "java.lang", "java.lang.reflect", "java.lang.invoke", "java.io", "java.nio",
-        "sun.nio.ch", "java.net", "java.util.concurrent", "java.util.concurrent.atomic",
-        "java.text", "java.time", "java.math",
-    )
-]
 
 
 def classpath() -> str:

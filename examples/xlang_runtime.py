@@ -52,8 +52,9 @@ JAVA_CLASSPATH = CACHE / f"java-{BEAM_JAVA}.classpath"
 JAVA_CLASSES = ROOT / "java" / "target" / "classes"
 JAVA_JAR = ROOT / "java" / "target" / "liveinference-0.1.0.jar"
 
-# Flink 1.19 on Java 17 needs these, or jobs fail with InaccessibleObjectException.
-_ADD_OPENS = [
+# Flink 1.19 on Java 17 needs these (Flink's own start scripts pass the same), or jobs fail
+# with InaccessibleObjectException.
+ADD_OPENS = [
     f"--add-opens=java.base/{package}=ALL-UNNAMED"
     for package in (
         "java.util", "java.lang", "java.lang.reflect", "java.lang.invoke", "java.io", "java.nio",
@@ -186,7 +187,7 @@ def start_flink(log_dir: Path, flink_master: str = "[local]") -> Iterator[Runnin
     job, artifact, expansion = free_port(), free_port(), free_port()
     log = log_dir / "flink-jobserver.log"
     process = _popen(
-        ["java", *_ADD_OPENS, "-cp", FLINK_CLASSPATH.read_text().strip(),
+        ["java", *ADD_OPENS, "-cp", FLINK_CLASSPATH.read_text().strip(),
          "org.apache.beam.runners.flink.FlinkJobServerDriver",
          f"--job-port={job}", f"--artifact-port={artifact}", f"--expansion-port={expansion}",
          f"--flink-master={flink_master}"],
