@@ -43,9 +43,10 @@ _COMMON: Dict[str, str] = {
     # The job server uploads its whole class path (~150 MB) with every job.
     "blob.service.cleanup.interval": "60",
     "jobmanager.memory.process.size": "1024m",
-    # With 1024m (about 350 MB of heap) a TaskManager running the Java pipeline's 13 tasks ran
-    # out of heap, stopped answering heartbeats, and the job failed over.
-    "taskmanager.memory.process.size": "1536m",
+    # With 1024m (about 350 MB of heap), and again in a whole-suite run with 1536m (about 800 MB),
+    # a TaskManager running the Java pipeline's 13 tasks ran out of heap, stopped answering
+    # heartbeats, and the job failed over.
+    "taskmanager.memory.process.size": "2560m",
     "taskmanager.memory.managed.size": "32m",
     "parallelism.default": "2",
     # A killed TaskManager is noticed at once anyway (its RPC and data connections drop). With
