@@ -47,14 +47,15 @@ CHECKPOINT_FLAGS = ("--checkpointing_interval=1000", "--finish_bundle_before_che
 _TERMINAL = (PipelineState.DONE, PipelineState.FAILED, PipelineState.CANCELLED)
 
 
-def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    """`liveinference.testing.wait_until` checking twice a second (conditions here read records
-    from files and Flink's REST API); returns the condition's true value.
+def wait_for(condition: Callable[[], Any], timeout: float, what: str, every: float = 0.5) -> Any:
+    """`liveinference.testing.wait_until` checking every `every` seconds, twice a second by
+    default (conditions here read records from files and Flink's REST API); returns the
+    condition's true value.
 
     Raises:
         TimeoutError: naming `what`, if it does not hold within `timeout` seconds.
     """
-    return wait_until(condition, timeout, what, every=0.5)
+    return wait_until(condition, timeout, what, every=every)
 
 
 @dataclass
