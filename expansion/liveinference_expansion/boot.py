@@ -5,11 +5,11 @@ Runners start a PROCESS environment's command with only `--id=ID --provision_end
 into a running worker, is not in the pip package. This module does its part: it asks the
 provision service for the control, logging and status endpoints, the runner's capabilities and
 the pipeline options, checks that the endpoints are on loopback, and runs Beam's
-`sdk_worker_main` in this process. No pool listens anywhere: the worker runs as the runner's
-user, in the runner's process tree.
+`sdk_worker_main` in this process.
 
-It is the one boot program of the project: `liveinference serve --process-workers` hands it
-out, and a Flink session cluster starts it beside each TaskManager:
+It is the one boot program of the project: `liveinference serve --process-workers` runs it in
+a warm spare (`warm_boot`; cold, in the runner's process tree, when no spare answers), and a
+Flink session cluster starts it beside each TaskManager:
 
     python -m liveinference_expansion.boot --tmpdir /cluster/tm-1/tmp \
         --log-dir /cluster/tm-1/workers --id=... --provision_endpoint=localhost:PORT
@@ -19,8 +19,9 @@ TaskManager started with its own `TMPDIR` passes on), `--log-dir` sends the work
 `worker-ID.log` there (else to the runner, which logs it); a relative folder is taken from the
 worker's working directory, which is the runner's (a TaskManager started in its own directory
 gives its workers their own log folder that way). `write_boot_command` writes the
-executable a PROCESS environment names: a two-line shell script that runs this module with the
-current interpreter, its import path and these options.
+executable a PROCESS environment names: a two-line shell script that runs this module (or,
+given a spare's socket, `boot_handoff.py`) with the current interpreter, its import path and
+these options.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ _UNSAFE_IN_FILE_NAMES = re.compile(r"[^A-Za-z0-9_.@-]")
 
 
 def write_boot_command(directory: str, *, tmpdir: Optional[str] = None,
-                       log_dir: Optional[str] = None) -> str:
+                       log_dir: Optional[str] = None,
+                       handoff_socket: Optional[str] = None) -> str:
     """Writes `<directory>/boot`, which runs this module with the current interpreter.
 
     Args:
@@ -59,6 +61,9 @@ def write_boot_command(directory: str, *, tmpdir: Optional[str] = None,
             a TaskManager's own directory.
         tmpdir: The workers' temp directory (`--tmpdir`); None keeps the runner's.
         log_dir: Where each worker writes `worker-ID.log` (`--log-dir`); None: to the runner.
+        handoff_socket: The socket of a `warm_boot.WarmBoots`: the script first offers the
+            worker to its spare (`boot_handoff.py`), which boots it with these options, and
+            boots it cold only when no spare takes it.
 
     The workers import what this process imports: its `sys.path` entries, made absolute (an
     entry relative to this process's directory means nothing in the runner's), come first on
@@ -74,10 +79,16 @@ def write_boot_command(directory: str, *, tmpdir: Optional[str] = None,
     python_path = shlex.quote(os.pathsep.join(entries))
     options = "".join(f" {flag} {shlex.quote(value)}"
                       for flag, value in (("--tmpdir", tmpdir), ("--log-dir", log_dir)) if value)
+    python = shlex.quote(sys.executable)
+    if handoff_socket:
+        client = shlex.quote(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                          "boot_handoff.py"))
+        start = f"{python} -I -S {client} {shlex.quote(handoff_socket)}"
+    else:
+        start = f"{python} -m liveinference_expansion.boot"
     with open(path, "w") as file:
         file.write(f"#!/bin/sh\nPYTHONPATH={python_path}${{PYTHONPATH:+{os.pathsep}$PYTHONPATH}} "
-                   f"exec {shlex.quote(sys.executable)} "
-                   f'-m liveinference_expansion.boot{options} "$@"\n')
+                   f'exec {start}{options} "$@"\n')
     os.chmod(path, 0o700)
     return path
 
@@ -184,7 +195,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     # Imported only now: Beam's WorkerIdInterceptor reads WORKER_ID when its module is
     # imported, and the state and logging channels send that id to the runner.
     from apache_beam.runners.worker import sdk_worker_main
+    from apache_beam.runners.worker.worker_id_interceptor import WorkerIdInterceptor
 
+    # A warm spare imported Beam before it knew the id: set it as the import would have.
+    WorkerIdInterceptor._worker_id = args.id
     sdk_worker_main.main([])
     return 0
 

@@ -39,6 +39,7 @@ from liveinference_expansion.request_guard import RequestRefused, check_expansio
 from liveinference_expansion.stock_beam import BEAM_RUN_INFERENCE_URN
 from liveinference_expansion.tls import TlsFiles, listen_credentials
 from liveinference_expansion.transform import TRANSFORM_NAME
+from liveinference_expansion.warm_boot import WarmBoots
 from liveinference_expansion.worker_pool import PrivateWorkerPool, private_directory
 
 __all__ = ["ExpansionServer", "GuardedExpansionServicer", "ServiceConfig"]
@@ -56,7 +57,8 @@ class ServiceConfig:
         worker_pool: Run a private Python worker pool (EXTERNAL environment) beside the service.
         process_workers: Instead of a pool, hand out a PROCESS environment whose command
             (`boot`) the runner runs to start each worker itself; for runners that cannot dial
-            the pool's Unix socket (Beam's Flink job server).
+            the pool's Unix socket (Beam's Flink job server). The command hands each worker
+            to a spare process whose imports are done (`warm_boot`).
         worker_pool_dir: The private directory (mode 0700, made if missing) for the pool's Unix
             socket or the `boot` command; None makes a fresh one under the system temp dir.
         environment_type: The environment of the Python steps when there is no worker pool:
@@ -134,6 +136,7 @@ class ExpansionServer:
         self._server: Optional[grpc.Server] = None
         self._pool: Optional[PrivateWorkerPool] = None
         self._boot_dir: Optional[str] = None
+        self._warm_boots: Optional[WarmBoots] = None
         self._filter = FullyQualifiedNamedTransform.with_filter(TRANSFORM_NAME)
         self._filtering = False
         self._stopped = threading.Event()
@@ -141,7 +144,9 @@ class ExpansionServer:
     def _pipeline_options(self) -> PipelineOptions:
         flags: List[str] = ["--experiments=beam_fn_api", "--sdk_location=container"]
         if self._boot_dir:
-            command = write_boot_command(self._boot_dir)
+            command = write_boot_command(
+                self._boot_dir,
+                handoff_socket=self._warm_boots.socket_path if self._warm_boots else None)
             flags += ["--environment_type=PROCESS",
                       f"--environment_config={json.dumps({'command': command})}"]
         elif self.worker_pool_address:
@@ -168,6 +173,8 @@ class ExpansionServer:
         set_policy(self.config.policy)
         if self.config.process_workers:
             self._boot_dir = private_directory(self.config.worker_pool_dir)
+            self._warm_boots = WarmBoots(self._boot_dir)
+            self._warm_boots.start()
         elif self.config.worker_pool:
             self._pool = PrivateWorkerPool(self.config.worker_pool_dir)
             self.worker_pool_address = self._pool.start()
@@ -205,6 +212,8 @@ class ExpansionServer:
             self._server.stop(grace).wait()
         if self._pool is not None:
             self._pool.stop(grace)
+        if self._warm_boots is not None:
+            self._warm_boots.close()
         if self._boot_dir and self.config.worker_pool_dir is None:
             shutil.rmtree(self._boot_dir, ignore_errors=True)
         if self._filtering:

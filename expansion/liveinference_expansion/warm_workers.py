@@ -25,7 +25,7 @@ import sys
 import threading
 from typing import Dict, List, Optional
 
-__all__ = ["PRELOADED", "WarmWorkers", "main"]
+__all__ = ["PRELOADED", "WarmWorkers", "child_environment", "main", "preloaded_modules"]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -39,10 +39,20 @@ PRELOADED = (
 _OPTIONAL = ("sklearn.linear_model",)
 
 
-def _preloaded() -> List[str]:
+def preloaded_modules() -> List[str]:
+    """What a spare worker imports ahead of its job: `PRELOADED` and scikit-learn if installed."""
     optional = [name for name in _OPTIONAL
                 if importlib.util.find_spec(name.split(".")[0]) is not None]
     return [*PRELOADED, *optional]
+
+
+def child_environment() -> Dict[str, str]:
+    """This process's environment, with its import path first on PYTHONPATH, for workers."""
+    environment = dict(os.environ)
+    environment["PYTHONPATH"] = os.pathsep.join(
+        path for path in [*sys.path, os.environ.get("PYTHONPATH", "")] if path
+    )
+    return environment
 
 
 class WarmWorkers:
@@ -60,7 +70,7 @@ class WarmWorkers:
 
     def _new_spare(self) -> subprocess.Popen:
         return subprocess.Popen(
-            [sys.executable, "-m", "liveinference_expansion.warm_workers", *_preloaded()],
+            [sys.executable, "-m", "liveinference_expansion.warm_workers", *preloaded_modules()],
             env=self._environment, stdin=subprocess.PIPE, stdout=sys.stderr.fileno(),
             close_fds=True, text=True,
         )

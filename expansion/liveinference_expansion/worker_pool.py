@@ -23,7 +23,6 @@ import re
 import shutil
 import stat
 import subprocess
-import sys
 import tempfile
 import threading
 from typing import Dict, Optional
@@ -32,7 +31,7 @@ import grpc
 from apache_beam.portability.api import beam_fn_api_pb2, beam_fn_api_pb2_grpc
 from apache_beam.utils import thread_pool_executor
 
-from liveinference_expansion.warm_workers import WarmWorkers
+from liveinference_expansion.warm_workers import WarmWorkers, child_environment
 
 __all__ = ["PrivateWorkerPool", "check_endpoint", "check_start_request", "private_directory"]
 
@@ -192,11 +191,7 @@ class PrivateWorkerPool:
         socket_path = os.path.join(self._directory, _SOCKET_NAME)
         if os.path.lexists(socket_path):
             os.unlink(socket_path)
-        environment = dict(os.environ)
-        environment["PYTHONPATH"] = os.pathsep.join(
-            path for path in [*sys.path, os.environ.get("PYTHONPATH", "")] if path
-        )
-        self._servicer = _Servicer(environment)
+        self._servicer = _Servicer(child_environment())
         server = grpc.server(
             thread_pool_executor.shared_unbounded_instance(),
             options=[("grpc.http2.max_pings_without_data", 0), ("grpc.http2.max_ping_strikes", 0)],
