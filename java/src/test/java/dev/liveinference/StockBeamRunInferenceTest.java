@@ -10,7 +10,6 @@ import java.io.IOException;
 import java.io.InputStreamReader;
 import java.io.OutputStreamWriter;
 import java.io.Writer;
-import java.net.ServerSocket;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.util.ArrayList;
@@ -167,12 +166,6 @@ public class StockBeamRunInferenceTest {
     return Arrays.asList(labels.trim().split(" "));
   }
 
-  private static int freePort() throws IOException {
-    try (ServerSocket socket = new ServerSocket(0)) {
-      return socket.getLocalPort();
-    }
-  }
-
   private static TreeMap<String, String> read(File file) throws IOException {
     TreeMap<String, String> lines = new TreeMap<>();
     for (String line : Files.readAllLines(file.toPath())) {
@@ -189,14 +182,8 @@ public class StockBeamRunInferenceTest {
    * job can report a counter under an id Prism decodes as the other's distribution, and Prism
    * panics ("error decoding metrics").
    */
-  private static Pipeline prismPipeline() throws Exception {
-    return Pipeline.create(
-        PipelineOptionsFactory.fromArgs(
-                "--runner=PortableRunner",
-                "--jobEndpoint=" + JOB_ENDPOINT,
-                "--defaultEnvironmentType=LOOPBACK",
-                "--defaultEnvironmentConfig=localhost:" + freePort())
-            .create());
+  private static Pipeline prismPipeline() throws IOException {
+    return TestPipelines.prismPipeline(JOB_ENDPOINT);
   }
 
   @Test

@@ -2,6 +2,8 @@ package dev.liveinference;
 
 import static org.junit.Assert.assertEquals;
 
+import java.io.IOException;
+import java.net.ServerSocket;
 import org.apache.beam.sdk.Pipeline;
 import org.apache.beam.sdk.coders.RowCoder;
 import org.apache.beam.sdk.options.PipelineOptionsFactory;
@@ -32,6 +34,28 @@ final class TestPipelines {
             PipelineOptionsFactory.fromArgs("--runner=PortableRunner", "--jobEndpoint=localhost:1")
                 .create());
     return pipeline.apply(Create.of("1,2,3,4"));
+  }
+
+  /**
+   * A pipeline for the Prism job server at {@code jobEndpoint}, its Java steps in a LOOPBACK
+   * environment on a free port.
+   *
+   * @param jobEndpoint the job server's host:port
+   * @return the empty pipeline
+   * @throws IOException if no free port can be found
+   */
+  static Pipeline prismPipeline(String jobEndpoint) throws IOException {
+    int port;
+    try (ServerSocket socket = new ServerSocket(0)) {
+      port = socket.getLocalPort();
+    }
+    return Pipeline.create(
+        PipelineOptionsFactory.fromArgs(
+                "--runner=PortableRunner",
+                "--jobEndpoint=" + jobEndpoint,
+                "--defaultEnvironmentType=LOOPBACK",
+                "--defaultEnvironmentConfig=localhost:" + port)
+            .create());
   }
 
   /**
