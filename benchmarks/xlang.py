@@ -13,7 +13,8 @@ and appends one line per prediction to a file. Variants, on Prism and on Flink (
 
 Each job is a fresh process (a JVM, or a Python interpreter importing Beam), timed from
 launch to exit, so fixed costs compare like for like. The JVMs map the class-data archive
-of the current Java build (recorded first by one untimed job when missing). A small run of each variant measures
+of the current Java build (recorded first by one untimed job when missing); one untimed job
+warms each runner up before the timed ones. A small run of each variant measures
 the fixed cost (launch, expansion, submission, worker start); the net rate is
 (rows - small rows) / (large seconds - small seconds), paired run by run. Every figure is
 min / median / max over `--repeats` runs, variants interleaved.
@@ -171,6 +172,12 @@ def measure_runner(kind: str, args: argparse.Namespace, files: Dict[int, Path], 
     with xlang_runtime.start_service(folder, *flags) as service, _runner(kind, folder) as runner:
         _record_class_archive(kind, runner.address, service.address, files[min(files)], model,
                               folder)
+        # The runner's first job after its start pays the runner's own warm-up (class loading,
+        # JIT), which would otherwise fall on whichever variant runs first: one untimed job.
+        warm_up = folder / "warm-up.tsv"
+        _job(_command("python", kind, runner.address, service.address, files[min(files)], model,
+                      warm_up, args.crossing_batch), warm_up, min(files),
+             warm_up.with_suffix(".log"))
         for repeat in range(args.repeats):
             for variant in args.variants:
                 for rows, rows_file in files.items():
