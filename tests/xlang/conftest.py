@@ -7,6 +7,7 @@ LIVEINFERENCE_REQUIRE_XLANG=1 (set by `make test`) makes a missing piece a failu
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Iterator
 
 import numpy
 import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from examples import xlang_runtime
 
@@ -28,6 +30,15 @@ def require(*pieces: str) -> None:
         if os.environ.get("LIVEINFERENCE_REQUIRE_XLANG") == "1":
             pytest.fail(message)
         pytest.skip(reason=message)
+
+
+def process_environment(job_endpoint: str, boot_command: str) -> PipelineOptions:
+    """Options of a Python pipeline whose runner starts its workers with `boot_command`."""
+    return PipelineOptions([
+        "--runner=PortableRunner", f"--job_endpoint={job_endpoint}",
+        "--environment_type=PROCESS",
+        f"--environment_config={json.dumps({'command': boot_command})}",
+    ])
 
 
 def train(path: Path, flip: bool = False, seed: int = 0) -> numpy.ndarray:

@@ -10,8 +10,8 @@ import stat
 from pathlib import Path
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
 
+from conftest import process_environment
 from liveinference_expansion.boot import write_boot_command
 
 
@@ -28,10 +28,7 @@ def test_a_worker_booted_by_the_runner_uses_the_given_temp_dir_and_log_folder(pr
     command = write_boot_command(str(taskmanager / "bin"), tmpdir=str(taskmanager / "tmp"),
                                  log_dir=str(taskmanager / "workers"))
     assert stat.S_IMODE(Path(command).stat().st_mode) == 0o700
-    options = PipelineOptions([
-        "--runner=PortableRunner", f"--job_endpoint={prism.address}",
-        "--environment_type=PROCESS", f"--environment_config={json.dumps({'command': command})}",
-    ])
+    options = process_environment(prism.address, command)
     out = tmp_path / "where.jsonl"
     with beam.Pipeline(options=options) as pipeline:
         _ = (pipeline | beam.Create([1, 2, 3]) | beam.Map(_where)

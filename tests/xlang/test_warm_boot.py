@@ -12,8 +12,8 @@ from typing import List
 
 import apache_beam as beam
 import pytest
-from apache_beam.options.pipeline_options import PipelineOptions
 
+from conftest import process_environment
 from liveinference.testing import wait_until
 from liveinference_expansion.boot import write_boot_command
 from liveinference_expansion.warm_boot import WarmBoots
@@ -114,10 +114,7 @@ def _pid(element: int) -> int:
 def test_a_runner_started_worker_is_the_spare(prism, warm, tmp_path):
     boots, command = warm
     (spare,) = _spares()
-    options = PipelineOptions([
-        "--runner=PortableRunner", f"--job_endpoint={prism.address}",
-        "--environment_type=PROCESS", f"--environment_config={json.dumps({'command': command})}",
-    ])
+    options = process_environment(prism.address, command)
     out = tmp_path / "pids.txt"
     with beam.Pipeline(options=options) as pipeline:
         _ = (pipeline | beam.Create([1, 2, 3]) | beam.Map(_pid)
