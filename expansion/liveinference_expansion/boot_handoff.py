@@ -31,8 +31,9 @@ ANSWER_SECONDS = 60.0
 _STREAMS = [0, 1, 2]
 
 
-def _hand_over(path: str, args: list[str]) -> tuple[int, TextIO | None]:
-    """Hands the worker to the spare; returns a reader of its answers, or None if none took it."""
+def _hand_over(path: str, args: list[str]) -> tuple[int, TextIO] | None:
+    """Hands the worker to the spare; returns its pid and a reader of its answers, or None if
+    no spare took it."""
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         connection.settimeout(ANSWER_SECONDS)
@@ -43,10 +44,10 @@ def _hand_over(path: str, args: list[str]) -> tuple[int, TextIO | None]:
         first = reader.readline()
     except (OSError, ValueError):
         connection.close()
-        return 0, None
+        return None
     if not first.startswith("pid "):
         connection.close()
-        return 0, None
+        return None
     connection.settimeout(None)
     return int(first.split()[1]), reader
 
@@ -60,9 +61,10 @@ def main(argv: list[str]) -> int:
     """Runs one worker for the runner; returns its exit status (replaced by a cold boot if no
     spare takes it)."""
     path, args = argv[0], argv[1:]
-    pid, reader = _hand_over(path, args)
-    if reader is None:
+    taken = _hand_over(path, args)
+    if taken is None:
         _boot_cold(args)
+    pid, reader = taken
 
     def forward(signum: int, frame: object) -> None:
         try:

@@ -143,10 +143,9 @@ class ExpansionServer:
 
     def _pipeline_options(self) -> PipelineOptions:
         flags: List[str] = ["--experiments=beam_fn_api", "--sdk_location=container"]
-        if self._boot_dir:
-            command = write_boot_command(
-                self._boot_dir,
-                handoff_socket=self._warm_boots.socket_path if self._warm_boots else None)
+        if self._boot_dir and self._warm_boots:
+            command = write_boot_command(self._boot_dir,
+                                         handoff_socket=self._warm_boots.socket_path)
             flags += ["--environment_type=PROCESS",
                       f"--environment_config={json.dumps({'command': command})}"]
         elif self.worker_pool_address:

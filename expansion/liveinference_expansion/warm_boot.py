@@ -17,8 +17,8 @@ starts in the background; if a spare ends without taking one, the service stops 
 and callers boot cold. Each job still gets a process of its own: only the imports were done
 ahead of time.
 
-The spare is `python -m liveinference_expansion.warm_boot FD MODULE...`, FD being the
-listening socket it inherits.
+The spare is `python -m liveinference_expansion.warm_boot FD PID MODULE...`, FD being the
+listening socket it inherits and PID the service's.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ class WarmBoots:
             descriptor = self._listener.fileno()
             spare = subprocess.Popen(
                 [sys.executable, "-m", "liveinference_expansion.warm_boot", str(descriptor),
-                 *preloaded_modules(), *_BOOT_MODULES],
+                 str(os.getpid()), *preloaded_modules(), *_BOOT_MODULES],
                 env=self._environment, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                 pass_fds=(descriptor,), text=True,
             )
@@ -148,8 +148,8 @@ def _caller_uid(connection: socket.socket) -> int:
     return struct.unpack("3i", credentials)[1]
 
 
-def _parse(message: bytes) -> _Request:
-    """The request's fields, checked to be plain strings of bounded size.
+def _parse(message: bytes, streams: List[int]) -> _Request:
+    """The request's fields, checked to be plain strings of bounded size, and its streams.
 
     Raises:
         ValueError: naming what is malformed.
@@ -165,7 +165,9 @@ def _parse(message: bytes) -> _Request:
         raise ValueError(f"argv must be a list of at most {_MAX_ARGUMENTS} strings")
     if not isinstance(cwd, str) or not isinstance(tmpdir, str):
         raise ValueError("cwd and tmpdir must be strings")
-    return _Request(argv, cwd, tmpdir, [])
+    if len(streams) != _STREAMS:
+        raise ValueError(f"{len(streams)} descriptors instead of {_STREAMS}")
+    return _Request(argv, cwd, tmpdir, streams)
 
 
 def _receive(connection: socket.socket) -> Optional[_Request]:
@@ -182,9 +184,7 @@ def _receive(connection: socket.socket) -> Optional[_Request]:
         _LOGGER.warning("refused a boot request: %s", error)
         return None
     try:
-        if len(streams) != _STREAMS:
-            raise ValueError(f"{len(streams)} descriptors instead of {_STREAMS}")
-        return dataclasses.replace(_parse(message), streams=streams)
+        return _parse(message, streams)
     except (ValueError, UnicodeDecodeError) as error:
         for stream in streams:
             os.close(stream)
@@ -192,9 +192,10 @@ def _receive(connection: socket.socket) -> Optional[_Request]:
         return None
 
 
-def _take_request(listener: socket.socket) -> Optional[tuple[socket.socket, _Request]]:
-    """The first acceptable caller and its request; None once the service has gone."""
-    service = os.getppid()
+def _take_request(listener: socket.socket,
+                  service: int) -> Optional[tuple[socket.socket, _Request]]:
+    """The first acceptable caller and its request; None once the service (pid `service`) is
+    no longer this process's parent."""
     listener.settimeout(1.0)
     while os.getppid() == service:
         try:
@@ -219,19 +220,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     """The spare: imports the given modules, then boots the worker the first caller asks for.
 
     Args:
-        argv: `FD MODULE...`, FD the inherited listening socket; defaults to `sys.argv[1:]`.
+        argv: `FD PID MODULE...`: FD the inherited listening socket, PID the service's (the
+            parent may die while this process imports its package); defaults to
+            `sys.argv[1:]`.
 
     Returns:
         The boot's exit status (2 when an endpoint is refused); 0 when the service ended
         (it stopped, or died without stopping its spare) before a caller came.
     """
     args = sys.argv[1:] if argv is None else argv
-    listener = socket.socket(fileno=int(args[0]))
+    listener, service = socket.socket(fileno=int(args[0])), int(args[1])
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for name in args[1:]:
+    for name in args[2:]:
         importlib.import_module(name)
-    taken = _take_request(listener)
+    taken = _take_request(listener, service)
     listener.close()
     if taken is None:
         return 0

@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 from pathlib import Path
 from typing import List
 
@@ -24,6 +25,11 @@ NOT_LOOPBACK = "--provision_endpoint=example.com:1"
 
 def _spares() -> List[int]:
     """This process's live children that are warm_boot spares."""
+    return _children_spares(os.getpid())
+
+
+def _children_spares(parent: int) -> List[int]:
+    """The live children of `parent` that are warm_boot spares."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -33,7 +39,7 @@ def _spares() -> List[int]:
             command = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if (int(stat[1]) == os.getpid() and stat[0] != "Z"
+        if (int(stat[1]) == parent and stat[0] != "Z"
                 and b"liveinference_expansion.warm_boot" in command):
             found.append(int(entry.name))
     return found
@@ -120,3 +126,24 @@ def test_a_runner_started_worker_is_the_spare(prism, warm, tmp_path):
         _ = (pipeline | beam.Create([1, 2, 3]) | beam.Map(_pid)
              | beam.io.WriteToText(str(out), shard_name_template=""))
     assert {int(line) for line in out.read_text().split()} == {spare}
+
+
+def test_a_spare_ends_by_itself_when_its_service_dies_without_stopping_it(tmp_path):
+    """A service killed with SIGKILL cannot stop its spare: the spare notices and ends."""
+    script = (
+        "import sys, time\n"
+        "from liveinference_expansion.warm_boot import WarmBoots\n"
+        "from liveinference_expansion.worker_pool import private_directory\n"
+        f"WarmBoots(private_directory({str(tmp_path / 'private')!r})).start()\n"
+        "print('started', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    service = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    try:
+        assert service.stdout is not None and service.stdout.readline().strip() == "started"
+        spare = wait_until(lambda: _children_spares(service.pid), 60, "the service's spare")[0]
+    finally:
+        service.kill()
+        service.wait()
+    wait_until(lambda: not _alive(spare), 60, "the orphaned spare to end")
